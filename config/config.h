@@ -1,0 +1,165 @@
+#pragma once
+// The typed, validated, immutable configuration snapshot. Built once per load/reload by
+// config::load() (loader.h) and then shared read-only (std::shared_ptr<const Snapshot>) by
+// every thread. Nothing here depends on yaml-cpp: only the loader does.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace infergate::config {
+
+// Where a value came from, for FILE:LINE:COL messages (1-based line and column).
+struct SourceLocation {
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
+
+struct TlsConfig {
+  std::string cert_file;
+  std::string key_file;
+};
+
+struct ListenerConfig {
+  std::string address;  // as written, e.g. "0.0.0.0:8080"
+  std::string host;     // "0.0.0.0", "::", "127.0.0.1"
+  uint16_t port = 0;    // 0 = pick a free port (tests)
+  std::optional<TlsConfig> tls;
+};
+
+struct AdminConfig {
+  std::string address = "127.0.0.1:9090";
+  std::string host = "127.0.0.1";
+  uint16_t port = 9090;
+  bool enabled = true;
+};
+
+// A static "pod". The pool selector matches its labels.
+struct StaticEndpointConfig {
+  std::string name;
+  std::string address;            // as written
+  std::string host;               // IP literal or DNS name
+  std::optional<uint16_t> port;   // set: overrides the pool's targetPorts
+  std::map<std::string, std::string> labels;
+  SourceLocation where;
+};
+
+// Request-path limits and timeouts (SPEC §4, §5, §9). Durations are wall-clock.
+struct LimitsConfig {
+  uint64_t max_request_body_bytes = 16ull << 20;   // 413 beyond
+  uint32_t max_request_header_bytes = 64u << 10;   // 431 beyond
+  uint64_t max_response_body_bytes = 64ull << 20;  // non-streamed JSON bodies we rewrite
+  std::chrono::milliseconds header_timeout{10'000};         // 408 when headers are too slow
+  std::chrono::milliseconds body_timeout{30'000};           // 408 when the body is too slow
+  std::chrono::milliseconds idle_timeout{60'000};           // keep-alive idle close
+  std::chrono::milliseconds upstream_connect_timeout{5'000};
+  std::chrono::milliseconds upstream_response_timeout{300'000};  // first byte; 504 beyond
+  std::chrono::milliseconds upstream_idle_timeout{300'000};      // between body reads; 504/abort
+  std::chrono::milliseconds drain_timeout{30'000};
+  uint32_t max_retries = 2;  // extra attempts on other endpoints, before the first response byte
+  uint32_t upstream_max_idle_per_endpoint = 64;  // idle keep-alive connections kept per worker
+};
+
+struct SchedulerConfig {
+  // For now only "least-request" (fewest in-flight, random tie-break) is implemented; the
+  // scheduler issue adds the rest. Unknown names are a config error.
+  std::string profile = "least-request";
+};
+
+struct ProxyConfig {
+  std::string name;
+  uint32_t workers = 0;  // 0 = std::thread::hardware_concurrency()
+  std::vector<ListenerConfig> listeners;
+  AdminConfig admin;
+  std::vector<StaticEndpointConfig> endpoints;
+  LimitsConfig limits;
+  SchedulerConfig scheduler;
+  SourceLocation where;
+};
+
+enum class AppProtocol { kHttp, kH2c };
+enum class FailureMode { kFailOpen, kFailClose };
+enum class Criticality { kCritical, kStandard, kSheddable };
+
+inline int criticality_priority(Criticality c) {
+  switch (c) {
+    case Criticality::kCritical: return 1;
+    case Criticality::kStandard: return 0;
+    case Criticality::kSheddable: return -1;
+  }
+  return 0;
+}
+
+struct InferencePool {
+  std::string name;
+  std::string namespace_;   // metadata.namespace, "default" when absent
+  std::string api_version;  // which GIE shape it came from
+  std::map<std::string, std::string> selector;
+  std::vector<uint16_t> target_ports;  // 1..8
+  AppProtocol app_protocol = AppProtocol::kHttp;
+  FailureMode failure_mode = FailureMode::kFailClose;  // GIE default
+  SourceLocation where;
+};
+
+struct WeightedTarget {
+  std::string model;  // the name sent upstream
+  uint32_t weight = 1;  // GIE: all-or-none; when none are given every weight is 1
+};
+
+// One model name a client may ask for, from an InferenceModel or an InferenceModelRewrite
+// rule. Resolution (routing/) reads these.
+struct ModelRoute {
+  std::string model_name;      // what the client sends in "model"
+  std::string pool;            // index key: namespace/name of the InferencePool
+  std::vector<WeightedTarget> targets;  // empty: pass the name through unchanged
+  std::optional<Criticality> criticality;
+  std::string source_kind;     // "InferenceModel" or "InferenceModelRewrite"
+  std::string source_name;     // namespace/name of the document
+  SourceLocation where;
+};
+
+struct InferenceObjective {
+  std::string name;
+  std::string namespace_;
+  int priority = 0;
+  std::string pool;  // namespace/name
+  SourceLocation where;
+};
+
+// A resolved endpoint: one static endpoint selected by one pool, on one port.
+struct Endpoint {
+  std::string key;   // unique and stable across reloads: "pool-key|name|host:port"
+  std::string name;  // the static endpoint's name (with ":port" appended when a pool has
+                     // several target ports)
+  std::string pool;  // namespace/name
+  std::string host;
+  uint16_t port = 0;
+  std::map<std::string, std::string> labels;
+};
+
+struct Snapshot {
+  std::vector<std::string> sources;  // files read, in order
+  ProxyConfig proxy;
+  std::vector<InferencePool> pools;          // in document order
+  std::vector<ModelRoute> models;            // unique per (pool, model_name): oldest wins
+  std::vector<InferenceObjective> objectives;
+  std::vector<Endpoint> endpoints;           // grouped by pool, pools in order
+
+  static std::string pool_key(const std::string& ns, const std::string& name) {
+    return ns + "/" + name;
+  }
+  const InferencePool* find_pool(const std::string& key) const {
+    for (const auto& p : pools)
+      if (pool_key(p.namespace_, p.name) == key) return &p;
+    return nullptr;
+  }
+};
+
+using SnapshotPtr = std::shared_ptr<const Snapshot>;
+
+}  // namespace infergate::config
