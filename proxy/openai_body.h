@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace infergate::proxy {
 
@@ -20,10 +22,10 @@ struct RequestInfo {
   std::string error;
   std::string error_param;
 
-  std::string model;         // unescaped value of the top-level "model"
-  size_t model_offset = 0;   // raw JSON token of that value in the body, quotes included
+  std::string model;        // unescaped value of the top-level "model"
+  size_t model_offset = 0;  // raw JSON token of that value in the body, quotes included
   size_t model_length = 0;
-  bool stream = false;       // top-level "stream": true
+  bool stream = false;         // top-level "stream": true
   bool include_usage = false;  // "stream_options": {"include_usage": true}
   // Raw JSON span (offset/length into the body) of what the prompt is for this path:
   // "prompt" (completions), "messages" (chat), "input" (embeddings, responses); 0/0 if none.
@@ -44,7 +46,7 @@ RequestInfo parse_request(std::string& body, std::string_view path);
 void rewrite_request_model(std::string& body, const RequestInfo& info, std::string_view new_model);
 
 struct Usage {
-  int64_t prompt_tokens = -1;      // -1: not seen
+  int64_t prompt_tokens = -1;  // -1: not seen
   int64_t completion_tokens = -1;
   bool seen() const { return prompt_tokens >= 0 || completion_tokens >= 0; }
 };
@@ -84,6 +86,13 @@ class SseRewriter {
   Usage usage_;
   uint64_t events_ = 0;
   bool saw_done_ = false;
+  // Scanner state carried between feed() calls, so held bytes are never rescanned.
+  bool at_line_start_ = true;  // no byte of the current line seen yet
+  bool swallow_lf_ = false;    // last event ended in a CR at the end of a feed: a '\n' next
+                               // is the rest of that CRLF, passed through
+  bool passthrough_ = false;   // current event outgrew max_event_bytes_: flowing unmodified
+  std::string scratch_;        // padded copy of one event's JSON for simdjson
+  std::vector<std::pair<size_t, size_t>> spans_;  // "model" value spans in scratch_
 };
 
 }  // namespace infergate::proxy

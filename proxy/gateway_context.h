@@ -1,0 +1,18 @@
+#pragma once
+// Process-wide state shared by every worker: the published runtime state, the metrics, the
+// drain flag. Everything here is safe to read from any thread.
+
+#include <atomic>
+
+#include "metrics/gateway_metrics.h"
+#include "proxy/runtime_state.h"
+
+namespace infergate::proxy {
+
+struct GatewayContext {
+  StateHolder state;
+  metrics::GatewayMetrics metrics;
+  std::atomic<bool> draining{false};
+};
+
+}  // namespace infergate::proxy

@@ -1,0 +1,574 @@
+#include "proxy/pipeline.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <limits>
+#include <optional>
+
+#include "common/log.h"
+#include "proxy/errors.h"
+#include "proxy/openai_body.h"
+#include "proxy/worker.h"
+
+namespace infergate::proxy {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using ResponseParser = http::response_parser<http::buffer_body>;
+
+constexpr uint32_t kUpstreamHeaderLimit = 64 * 1024;
+constexpr size_t kRelayChunk = 16 * 1024;
+
+bool is_routed_path(std::string_view p) {
+  return p == "/v1/completions" || p == "/v1/chat/completions" || p == "/v1/embeddings" ||
+         p == "/v1/responses";
+}
+
+std::string_view path_of(std::string_view target) {
+  const auto q = target.find('?');
+  return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+bool starts_with_icase(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && beast::iequals(s.substr(0, prefix.size()), prefix);
+}
+
+bool contains_icase(std::string_view s, std::string_view needle) {
+  if (needle.size() > s.size()) return false;
+  for (size_t i = 0; i + needle.size() <= s.size(); ++i)
+    if (beast::iequals(s.substr(i, needle.size()), needle)) return true;
+  return false;
+}
+
+// RFC 9110 §7.6.1 connection-specific fields, plus the old Keep-Alive/Proxy-Connection.
+bool is_hop_by_hop(std::string_view name) {
+  static constexpr std::string_view kNames[] = {
+      "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
+      "te",         "trailer",    "transfer-encoding", "upgrade"};
+  for (auto n : kNames)
+    if (beast::iequals(name, n)) return true;
+  return false;
+}
+
+// Names listed in a Connection header are hop-by-hop too.
+void collect_connection_tokens(std::string_view value, std::vector<std::string>& out) {
+  size_t pos = 0;
+  while (pos <= value.size()) {
+    size_t comma = value.find(',', pos);
+    if (comma == std::string_view::npos) comma = value.size();
+    auto token = value.substr(pos, comma - pos);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    if (!token.empty()) out.emplace_back(token);
+    pos = comma + 1;
+  }
+}
+
+void prepare_upstream_request(http::request<http::string_body>& msg, const DownstreamRequest& req,
+                              const std::string& request_id) {
+  std::vector<std::string> drop;
+  for (const auto& f : msg) {
+    const auto name = f.name_string();
+    if (is_hop_by_hop(name) || beast::iequals(name, "expect") ||
+        starts_with_icase(name, "x-gateway-destination-endpoint")) {
+      drop.emplace_back(name);
+    }
+    if (f.name() == http::field::connection) collect_connection_tokens(f.value(), drop);
+  }
+  for (const auto& n : drop) msg.erase(n);
+  msg.set("x-request-id", request_id);
+  const auto xff = msg["x-forwarded-for"];
+  if (xff.empty()) {
+    msg.set("x-forwarded-for", req.client_address);
+  } else {
+    msg.set("x-forwarded-for", fmt::format("{}, {}", xff, req.client_address));
+  }
+  msg.set("x-forwarded-proto", req.tls ? "https" : "http");
+  msg.version(11);
+  msg.keep_alive(true);
+  msg.prepare_payload();
+}
+
+HeaderList response_headers(const http::response_parser<http::buffer_body>::value_type& res,
+                            const std::string& request_id) {
+  HeaderList out;
+  std::vector<std::string> drop;
+  if (auto c = res.find(http::field::connection); c != res.end())
+    collect_connection_tokens(c->value(), drop);
+  for (const auto& f : res) {
+    const auto name = f.name_string();
+    if (is_hop_by_hop(name) || f.name() == http::field::content_length) continue;
+    if (std::any_of(drop.begin(), drop.end(),
+                    [&](const std::string& d) { return beast::iequals(d, name); }))
+      continue;
+    out.emplace_back(std::string(name), std::string(f.value()));
+  }
+  if (res.find("x-request-id") == res.end()) out.emplace_back("x-request-id", request_id);
+  return out;
+}
+
+// Holds one in-flight slot of an endpoint; released on every path, cancellation included.
+class InFlight {
+ public:
+  InFlight() = default;
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+  ~InFlight() { release(); }
+  void acquire(EndpointRuntime* ep) {
+    release();
+    ep_ = ep;
+    ep_->in_flight.fetch_add(1, std::memory_order_relaxed);
+    ep_->requests_total.fetch_add(1, std::memory_order_relaxed);
+  }
+  void release() {
+    if (ep_) ep_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    ep_ = nullptr;
+  }
+
+ private:
+  EndpointRuntime* ep_ = nullptr;
+};
+
+class RunningGauge {
+ public:
+  explicit RunningGauge(prometheus::Gauge* g) : g_(g) { g_->Increment(); }
+  RunningGauge(const RunningGauge&) = delete;
+  RunningGauge& operator=(const RunningGauge&) = delete;
+  ~RunningGauge() { g_->Decrement(); }
+
+ private:
+  prometheus::Gauge* g_;
+};
+
+awaitable<bool> cancelled() {
+  auto state = co_await asio::this_coro::cancellation_state;
+  co_return state.cancelled() != asio::cancellation_type::none;
+}
+
+awaitable<error_code> connect_upstream(Worker* worker, UpstreamPool* pool,
+                                       const config::Endpoint* ep, UpstreamConnection* conn,
+                                       std::chrono::milliseconds timeout) {
+  const auto now = Clock::now();
+  if (pool->addresses.empty() || now - pool->resolved_at > UpstreamPool::kResolveTtl) {
+    error_code ec;
+    const auto addr = asio::ip::make_address(ep->host, ec);
+    if (!ec) {
+      pool->addresses = {tcp::endpoint(addr, ep->port)};
+      pool->resolved_at = Clock::time_point::max() - std::chrono::hours(24 * 365);
+    } else {
+      // DNS name: resolved off the worker thread by Asio's resolver service.
+      tcp::resolver resolver(worker->io());
+      auto [rec, results] =
+          co_await resolver.async_resolve(ep->host, std::to_string(ep->port), kNoThrow);
+      if (rec) co_return rec;
+      pool->addresses.clear();
+      for (const auto& r : results) pool->addresses.push_back(r.endpoint());
+      pool->resolved_at = now;
+      if (pool->addresses.empty()) co_return asio::error::host_not_found;
+    }
+  }
+  conn->stream.expires_after(timeout);
+  auto [ec, connected] = co_await conn->stream.async_connect(pool->addresses, kNoThrow);
+  if (!ec) {
+    error_code ignored;
+    conn->stream.socket().set_option(tcp::no_delay(true), ignored);
+  }
+  co_return ec;
+}
+
+enum class AttemptStatus { kOk, kRetry, kFail, kCancelled };
+
+struct Attempt {
+  AttemptStatus status = AttemptStatus::kFail;
+  GatewayError error;
+  std::unique_ptr<UpstreamConnection> conn;
+};
+
+bool is_reset(const error_code& ec) {
+  return ec == http::error::end_of_stream || ec == asio::error::eof ||
+         ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+         ec == asio::error::connection_aborted || ec == http::error::partial_message;
+}
+
+// One endpoint: an idle connection (or a fresh one if that turns out stale), write the request,
+// read the response header. Leaves the parser holding the header on success.
+awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep,
+                                    http::request<http::string_body>* msg,
+                                    std::optional<ResponseParser>* parser,
+                                    const config::LimitsConfig* limits) {
+  auto& gm = worker->context().metrics;
+  auto& pool = worker->upstream(ep->id);
+  const auto& where = ep->endpoint;
+  for (int round = 0; round < 2; ++round) {
+    auto conn = round == 0 ? pool.take() : nullptr;
+    const bool reused = conn != nullptr;
+    if (!conn) {
+      conn = std::make_unique<UpstreamConnection>(worker->io().get_executor());
+      const auto ec =
+          co_await connect_upstream(worker, &pool, &where, conn.get(), limits->upstream_connect_timeout);
+      if (ec) {
+        if (co_await cancelled()) co_return Attempt{AttemptStatus::kCancelled, {}, nullptr};
+        gm.upstream_errors(ec == beast::error::timeout ? "timeout" : "connect").Increment();
+        pool.addresses.clear();  // re-resolve next time
+        co_return Attempt{AttemptStatus::kRetry,
+                          GatewayError::bad_gateway(fmt::format(
+                              "could not connect to endpoint {} ({}:{}): {}", where.name,
+                              where.host, where.port, ec.message())),
+                          nullptr};
+      }
+    }
+    ++conn->uses;
+    conn->stream.expires_after(limits->upstream_response_timeout);
+    auto [wec, written] = co_await http::async_write(conn->stream, *msg, kNoThrow);
+    if (wec) {
+      if (co_await cancelled()) co_return Attempt{AttemptStatus::kCancelled, {}, nullptr};
+      if (reused) continue;  // the server closed the idle connection: try a fresh one
+      gm.upstream_errors(wec == beast::error::timeout ? "timeout" : "reset").Increment();
+      co_return Attempt{AttemptStatus::kRetry,
+                        GatewayError::bad_gateway(fmt::format(
+                            "sending the request to endpoint {} failed: {}", where.name,
+                            wec.message())),
+                        nullptr};
+    }
+    for (;;) {
+      parser->emplace();
+      (*parser)->header_limit(kUpstreamHeaderLimit);
+      (*parser)->body_limit(std::numeric_limits<uint64_t>::max());
+      auto [rec, n] = co_await http::async_read_header(conn->stream, conn->buffer, **parser, kNoThrow);
+      if (rec) {
+        if (co_await cancelled()) co_return Attempt{AttemptStatus::kCancelled, {}, nullptr};
+        if (rec == beast::error::timeout) {
+          gm.upstream_errors("timeout").Increment();
+          co_return Attempt{AttemptStatus::kFail,
+                            GatewayError::gateway_timeout(fmt::format(
+                                "endpoint {} did not respond within {} ms", where.name,
+                                limits->upstream_response_timeout.count())),
+                            nullptr};
+        }
+        const bool nothing_received = is_reset(rec) && conn->buffer.size() == 0 && !(*parser)->got_some();
+        if (nothing_received && reused) break;  // stale keep-alive connection: fresh one
+        if (nothing_received || is_reset(rec)) {
+          gm.upstream_errors("reset").Increment();
+          co_return Attempt{AttemptStatus::kRetry,
+                            GatewayError::bad_gateway(fmt::format(
+                                "endpoint {} closed the connection before responding: {}",
+                                where.name, rec.message())),
+                            nullptr};
+        }
+        gm.upstream_errors("protocol").Increment();
+        co_return Attempt{AttemptStatus::kFail,
+                          GatewayError::bad_gateway(fmt::format(
+                              "endpoint {} sent a malformed response: {}", where.name,
+                              rec.message())),
+                          nullptr};
+      }
+      const int status = (*parser)->get().result_int();
+      if (status >= 100 && status < 200 && status != 101) continue;  // interim: skip
+      co_return Attempt{AttemptStatus::kOk, {}, std::move(conn)};
+    }
+  }
+  gm.upstream_errors("reset").Increment();
+  co_return Attempt{AttemptStatus::kRetry,
+                    GatewayError::bad_gateway(fmt::format(
+                        "endpoint {} closed the connection before responding", where.name)),
+                    nullptr};
+}
+
+struct ReadResult {
+  error_code ec;
+  size_t bytes = 0;
+};
+
+// Reads whatever body bytes are available now (at most `cap`), so SSE events are forwarded as
+// they arrive rather than when a buffer fills.
+awaitable<ReadResult> read_body_some(UpstreamConnection* conn, ResponseParser* parser, char* buf,
+                                     size_t cap, std::chrono::milliseconds timeout) {
+  auto& body = parser->get().body();
+  body.data = buf;
+  body.size = cap;
+  body.more = true;
+  conn->stream.expires_after(timeout);
+  auto [ec, n] = co_await http::async_read_some(conn->stream, conn->buffer, *parser, kNoThrow);
+  if (ec == http::error::need_buffer) ec = {};
+  co_return ReadResult{ec, cap - body.size};
+}
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+}  // namespace
+
+awaitable<bool> send_error(Downstream* downstream, const GatewayError& error,
+                           const std::string& request_id) {
+  HeaderList headers;
+  headers.emplace_back("content-type", "application/json");
+  headers.emplace_back("x-request-id", request_id);
+  if (error.status == 405) headers.emplace_back("allow", "POST");
+  co_return co_await downstream->send_response(error.status, std::move(headers), error_body(error));
+}
+
+awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstream* downstream) {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  const RuntimeStatePtr state = worker->context().state.load();
+  const auto& limits = state->config->proxy.limits;
+  auto& gm = worker->context().metrics;
+  auto& msg = request->msg;
+
+  std::string request_id(msg["x-request-id"]);
+  if (request_id.empty() || request_id.size() > 128) request_id = worker->new_request_id();
+
+  const auto path = path_of(msg.target());
+  const bool routed = is_routed_path(path);
+  if (path == "/v1/models") {
+    if (msg.method() != http::verb::get) {
+      gm.http_requests(405).Increment();
+      co_await send_error(downstream, GatewayError::method_not_allowed(msg.method_string(), path),
+                          request_id);
+      co_return;
+    }
+    gm.http_requests(200).Increment();
+    HeaderList headers;
+    headers.emplace_back("content-type", "application/json");
+    headers.emplace_back("x-request-id", request_id);
+    co_await downstream->send_response(200, std::move(headers), state->models_json);
+    co_return;
+  }
+  if (msg.method() != http::verb::post) {
+    const auto err = routed ? GatewayError::method_not_allowed(msg.method_string(), path)
+                            : GatewayError::not_found(path);
+    gm.http_requests(err.status).Increment();
+    co_await send_error(downstream, err, request_id);
+    co_return;
+  }
+
+  auto& body = msg.body();
+  const RequestInfo info = parse_request(body, path);
+  if (!info.ok) {
+    const auto err = routed ? GatewayError::bad_request(info.error, info.error_param)
+                            : GatewayError::not_found(path);
+    gm.http_requests(err.status).Increment();
+    co_await send_error(downstream, err, request_id);
+    co_return;
+  }
+
+  const auto resolution =
+      state->resolver.resolve(info.model, msg["x-gateway-inference-objective"], worker->rng());
+  if (resolution.status != routing::Resolution::Status::kOk) {
+    gm.http_requests(404).Increment();
+    worker->metrics().request_error(info.model, "", "model_not_found").Increment();
+    co_await send_error(downstream, GatewayError::model_not_found(info.model), request_id);
+    co_return;
+  }
+  const std::string& target = resolution.target_model;
+  const PoolRuntime* pool = state->find_pool(resolution.pool);
+  if (pool == nullptr || pool->endpoints.empty()) {
+    gm.http_requests(503).Increment();
+    worker->metrics().request_error(info.model, target, "no_endpoints").Increment();
+    co_await send_error(downstream,
+                        GatewayError::unavailable(fmt::format(
+                            "inference pool {} has no ready endpoint", resolution.pool)),
+                        request_id);
+    co_return;
+  }
+
+  const auto& mm = worker->metrics().model(info.model, target, resolution.priority);
+  mm.requests->Increment();
+  RunningGauge running(mm.running);
+
+  // Rewrite the model in place; keep the prompt span valid for the picker.
+  size_t prompt_offset = info.prompt_offset;
+  if (target != info.model) {
+    const auto before = body.size();
+    rewrite_request_model(body, info, target);
+    if (prompt_offset > info.model_offset) prompt_offset += body.size() - before;
+  }
+  routing::RequestFeatures features;
+  features.model = target;
+  features.priority = resolution.priority;
+  if (info.prompt_length > 0 && prompt_offset + info.prompt_length <= body.size())
+    features.prompt = std::string_view(body).substr(prompt_offset, info.prompt_length);
+  prepare_upstream_request(msg, *request, request_id);
+
+  // Pick, connect, send; retry on another endpoint until a response header arrives.
+  std::vector<routing::EndpointView> views;
+  std::vector<EndpointRuntime*> candidates;
+  std::vector<uint64_t> tried;
+  GatewayError last_error = GatewayError::bad_gateway("no endpoint could be reached");
+  std::optional<ResponseParser> parser;
+  std::unique_ptr<UpstreamConnection> conn;
+  EndpointRuntime* chosen = nullptr;
+  InFlight in_flight;
+  const uint32_t max_attempts = 1 + limits.max_retries;
+  for (uint32_t attempt = 0; attempt < max_attempts; ++attempt) {
+    views.clear();
+    candidates.clear();
+    for (const auto& ep : pool->endpoints) {
+      if (std::find(tried.begin(), tried.end(), ep->id) != tried.end()) continue;
+      views.push_back({static_cast<uint32_t>(candidates.size()),
+                       ep->in_flight.load(std::memory_order_relaxed), true});
+      candidates.push_back(ep.get());
+    }
+    if (candidates.empty()) break;
+    const auto pick = worker->picker(*state).pick(views, features, worker->rng());
+    if (!pick) break;
+    EndpointRuntime* ep = candidates[views[*pick].id];
+    tried.push_back(ep->id);
+    if (attempt > 0) gm.upstream_retries().Increment();
+    in_flight.acquire(ep);
+    Attempt result = co_await attempt_endpoint(worker, ep, &msg, &parser, &limits);
+    if (result.status == AttemptStatus::kOk) {
+      chosen = ep;
+      conn = std::move(result.conn);
+      break;
+    }
+    in_flight.release();
+    if (result.status == AttemptStatus::kCancelled) {
+      gm.client_aborts().Increment();
+      co_return;  // the client is gone; nothing to answer
+    }
+    ep->failures_total.fetch_add(1, std::memory_order_relaxed);
+    log::debug("request {} endpoint {} failed: {}", request_id, ep->endpoint.name,
+               result.error.message);
+    last_error = std::move(result.error);
+    if (result.status == AttemptStatus::kFail) break;
+  }
+  if (chosen == nullptr) {
+    gm.http_requests(last_error.status).Increment();
+    worker->metrics().request_error(info.model, target, last_error.code).Increment();
+    co_await send_error(downstream, last_error, request_id);
+    co_return;
+  }
+
+  // Relay the response.
+  auto& res = parser->get();
+  const int status = res.result_int();
+  gm.http_requests(status).Increment();
+  HeaderList headers = response_headers(res, request_id);
+  const bool success = status / 100 == 2;
+  const std::string_view content_type = res[http::field::content_type];
+  const bool sse = success && starts_with_icase(content_type, "text/event-stream");
+  const bool json = success && contains_icase(content_type, "json");
+  std::optional<uint64_t> content_length;
+  if (const auto cl = parser->content_length()) content_length = *cl;
+  const std::string client_model = target != info.model ? info.model : std::string();
+  bool buffered = json && !sse &&
+                  (!content_length || *content_length <= limits.max_response_body_bytes);
+  if (!success) worker->metrics().request_error(info.model, target, std::to_string(status)).Increment();
+
+  std::array<char, kRelayChunk> chunk;
+  Usage usage;
+  bool first_byte = true;
+  auto note_first_byte = [&] {
+    if (!first_byte) return;
+    first_byte = false;
+    mm.ttft->Observe(seconds_since(request->received_at));
+  };
+
+  std::string out;
+  if (buffered) {
+    while (!parser->is_done()) {
+      const auto r = co_await read_body_some(conn.get(), &*parser, chunk.data(), chunk.size(),
+                                             limits.upstream_idle_timeout);
+      if (r.ec) {
+        if (co_await cancelled()) {
+          gm.client_aborts().Increment();
+          co_return;
+        }
+        gm.upstream_errors(r.ec == beast::error::timeout ? "timeout" : "reset").Increment();
+        worker->metrics().request_error(info.model, target, "upstream_reset").Increment();
+        const auto err = r.ec == beast::error::timeout
+                             ? GatewayError::gateway_timeout("the endpoint stopped sending the response")
+                             : GatewayError::bad_gateway(fmt::format(
+                                   "the endpoint failed while sending the response: {}", r.ec.message()));
+        co_await send_error(downstream, err, request_id);
+        co_return;
+      }
+      out.append(chunk.data(), r.bytes);
+      if (out.size() > limits.max_response_body_bytes) {
+        buffered = false;  // too large to rewrite: stream the rest through unchanged
+        break;
+      }
+    }
+    if (buffered) {
+      rewrite_response_body(out, client_model, &usage);
+      note_first_byte();
+      if (!co_await downstream->send_response(status, std::move(headers), std::move(out))) {
+        gm.client_aborts().Increment();
+        co_return;
+      }
+    }
+  }
+  if (!buffered) {
+    const bool keep_length = !sse && content_length.has_value();
+    if (!co_await downstream->send_head(status, std::move(headers),
+                                        keep_length ? content_length : std::nullopt)) {
+      gm.client_aborts().Increment();
+      co_return;
+    }
+    if (!out.empty()) {  // a JSON body that outgrew the rewrite limit
+      note_first_byte();
+      if (!co_await downstream->send_data(out)) {
+        gm.client_aborts().Increment();
+        co_return;
+      }
+    }
+    SseRewriter rewriter(sse ? client_model : std::string());
+    std::string events;
+    while (!parser->is_done()) {
+      const auto r = co_await read_body_some(conn.get(), &*parser, chunk.data(), chunk.size(),
+                                             limits.upstream_idle_timeout);
+      if (r.ec) {
+        if (co_await cancelled()) {
+          gm.client_aborts().Increment();
+          co_return;
+        }
+        gm.upstream_errors(r.ec == beast::error::timeout ? "timeout" : "reset").Increment();
+        worker->metrics().request_error(info.model, target, "upstream_reset").Increment();
+        log::info("request {} upstream {} failed mid-response: {}", request_id,
+                  chosen->endpoint.name, r.ec.message());
+        downstream->abort();
+        co_return;
+      }
+      if (r.bytes == 0) continue;
+      std::string_view data(chunk.data(), r.bytes);
+      if (sse) {
+        events.clear();
+        rewriter.feed(data, events);
+        if (events.empty()) continue;
+        data = events;
+      }
+      note_first_byte();
+      if (!co_await downstream->send_data(data)) {
+        gm.client_aborts().Increment();
+        co_return;
+      }
+    }
+    if (sse) {
+      events.clear();
+      rewriter.finish(events);
+      if (!events.empty() && !co_await downstream->send_data(events)) {
+        gm.client_aborts().Increment();
+        co_return;
+      }
+      usage = rewriter.usage();
+    }
+    if (!co_await downstream->finish()) {
+      gm.client_aborts().Increment();
+      co_return;
+    }
+  }
+
+  // Done: recycle the upstream connection and record what happened.
+  if (parser->keep_alive()) {
+    worker->upstream(chosen->id).give_back(std::move(conn), limits.upstream_max_idle_per_endpoint);
+  }
+  mm.duration->Observe(seconds_since(request->received_at));
+  if (usage.prompt_tokens >= 0) mm.input_tokens->Observe(static_cast<double>(usage.prompt_tokens));
+  if (usage.completion_tokens >= 0)
+    mm.output_tokens->Observe(static_cast<double>(usage.completion_tokens));
+}
+
+}  // namespace infergate::proxy

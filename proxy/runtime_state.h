@@ -1,0 +1,75 @@
+#pragma once
+// What the request path reads: one immutable RuntimeState per configuration snapshot,
+// published through an atomic shared_ptr. Requests keep the state they started with; a reload
+// publishes a new one. Per-endpoint counters (EndpointRuntime) are shared between snapshots
+// for endpoints that survive a reload, so in-flight counts stay right across the swap.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "config/config.h"
+#include "routing/model_resolver.h"
+
+namespace infergate::proxy {
+
+// Live counters of one endpoint, updated by every worker (relaxed atomics: they feed
+// heuristics and reports, not synchronisation).
+struct EndpointRuntime {
+  uint64_t id = 0;  // process-unique, stable for the endpoint's life (upstream pool key)
+  config::Endpoint endpoint;
+  std::atomic<int64_t> in_flight{0};
+  std::atomic<uint64_t> requests_total{0};
+  std::atomic<uint64_t> failures_total{0};
+};
+
+struct PoolRuntime {
+  std::string key;  // namespace/name
+  const config::InferencePool* pool = nullptr;  // into RuntimeState::config
+  std::vector<std::shared_ptr<EndpointRuntime>> endpoints;
+};
+
+struct RuntimeState {
+  RuntimeState(config::SnapshotPtr snapshot, uint64_t generation,
+               std::vector<PoolRuntime> pool_runtimes);
+
+  config::SnapshotPtr config;
+  uint64_t generation;
+  routing::ModelResolver resolver;
+  std::vector<PoolRuntime> pools;
+  std::string models_json;  // the body of GET /v1/models, built once
+
+  const PoolRuntime* find_pool(std::string_view key) const;
+};
+
+using RuntimeStatePtr = std::shared_ptr<const RuntimeState>;
+
+// Builds RuntimeStates and keeps EndpointRuntime objects alive across reloads by key.
+// Thread-safe (called from the reload path only).
+class StateBuilder {
+ public:
+  RuntimeStatePtr build(config::SnapshotPtr snapshot);
+
+ private:
+  std::mutex mu_;
+  uint64_t generation_ = 0;
+  uint64_t next_endpoint_id_ = 1;
+  std::unordered_map<std::string, std::weak_ptr<EndpointRuntime>> endpoints_;
+};
+
+// The published state: workers load() per request, the reload path store()s.
+class StateHolder {
+ public:
+  RuntimeStatePtr load() const { return state_.load(std::memory_order_acquire); }
+  void store(RuntimeStatePtr s) { state_.store(std::move(s), std::memory_order_release); }
+
+ private:
+  std::atomic<RuntimeStatePtr> state_;
+};
+
+}  // namespace infergate::proxy

@@ -1,0 +1,51 @@
+#pragma once
+// Keep-alive connections to one endpoint, owned by one worker (no locking: only that worker's
+// thread touches it). Idle connections are reused LIFO (warmest first) and capped; a
+// connection that turns out to be closed by the server is detected on use and the request is
+// retried on a fresh one (pipeline.cpp).
+
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "proxy/asio.h"
+
+namespace infergate::proxy {
+
+struct UpstreamConnection {
+  explicit UpstreamConnection(asio::any_io_executor ex) : stream(std::move(ex)) {}
+  beast::tcp_stream stream;
+  beast::flat_buffer buffer;  // bytes read from the upstream but not yet parsed
+  uint64_t uses = 0;
+};
+
+class UpstreamPool {
+ public:
+  // An idle connection, or null.
+  std::unique_ptr<UpstreamConnection> take() {
+    if (idle_.empty()) return nullptr;
+    auto c = std::move(idle_.back());
+    idle_.pop_back();
+    return c;
+  }
+
+  // Keeps `c` for reuse if there is room, else closes it.
+  void give_back(std::unique_ptr<UpstreamConnection> c, size_t max_idle) {
+    if (idle_.size() >= max_idle || c->buffer.size() != 0) return;  // destructor closes it
+    c->stream.expires_never();
+    idle_.push_back(std::move(c));
+  }
+
+  void clear() { idle_.clear(); }
+  size_t idle() const { return idle_.size(); }
+
+  // Resolved addresses of the endpoint (IP literal: one; DNS: cached for kResolveTtl).
+  std::vector<tcp::endpoint> addresses;
+  std::chrono::steady_clock::time_point resolved_at{};
+  static constexpr std::chrono::seconds kResolveTtl{5};
+
+ private:
+  std::vector<std::unique_ptr<UpstreamConnection>> idle_;
+};
+
+}  // namespace infergate::proxy
