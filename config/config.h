@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace infergate::config {
@@ -20,6 +21,8 @@ struct SourceLocation {
   int column = 0;
 };
 
+// Paths as resolved by the loader: a relative path in a file is made relative to that file's
+// directory; the loader checks that both files exist.
 struct TlsConfig {
   std::string cert_file;
   std::string key_file;
@@ -42,21 +45,21 @@ struct AdminConfig {
 // A static "pod". The pool selector matches its labels.
 struct StaticEndpointConfig {
   std::string name;
-  std::string address;            // as written
-  std::string host;               // IP literal or DNS name
-  std::optional<uint16_t> port;   // set: overrides the pool's targetPorts
+  std::string address;           // as written
+  std::string host;              // IP literal or DNS name
+  std::optional<uint16_t> port;  // set: overrides the pool's targetPorts
   std::map<std::string, std::string> labels;
   SourceLocation where;
 };
 
 // Request-path limits and timeouts (SPEC §4, §5, §9). Durations are wall-clock.
 struct LimitsConfig {
-  uint64_t max_request_body_bytes = 16ull << 20;   // 413 beyond
-  uint32_t max_request_header_bytes = 64u << 10;   // 431 beyond
-  uint64_t max_response_body_bytes = 64ull << 20;  // non-streamed JSON bodies we rewrite
-  std::chrono::milliseconds header_timeout{10'000};         // 408 when headers are too slow
-  std::chrono::milliseconds body_timeout{30'000};           // 408 when the body is too slow
-  std::chrono::milliseconds idle_timeout{60'000};           // keep-alive idle close
+  uint64_t max_request_body_bytes = 16ull << 20;     // 413 beyond
+  uint32_t max_request_header_bytes = 64u << 10;     // 431 beyond
+  uint64_t max_response_body_bytes = 64ull << 20;    // non-streamed JSON bodies we rewrite
+  std::chrono::milliseconds header_timeout{10'000};  // 408 when headers are too slow
+  std::chrono::milliseconds body_timeout{30'000};    // 408 when the body is too slow
+  std::chrono::milliseconds idle_timeout{60'000};    // keep-alive idle close
   std::chrono::milliseconds upstream_connect_timeout{5'000};
   std::chrono::milliseconds upstream_response_timeout{300'000};  // first byte; 504 beyond
   std::chrono::milliseconds upstream_idle_timeout{300'000};      // between body reads; 504/abort
@@ -64,6 +67,10 @@ struct LimitsConfig {
   uint32_t max_retries = 2;  // extra attempts on other endpoints, before the first response byte
   uint32_t upstream_max_idle_per_endpoint = 64;  // idle keep-alive connections kept per worker
 };
+
+// The scheduler profiles the loader accepts for spec.scheduler.profile. Add a name here when
+// routing/ implements it.
+inline constexpr std::string_view kSchedulerProfiles[] = {"least-request"};
 
 struct SchedulerConfig {
   // For now only "least-request" (fewest in-flight, random tie-break) is implemented; the
@@ -88,9 +95,12 @@ enum class Criticality { kCritical, kStandard, kSheddable };
 
 inline int criticality_priority(Criticality c) {
   switch (c) {
-    case Criticality::kCritical: return 1;
-    case Criticality::kStandard: return 0;
-    case Criticality::kSheddable: return -1;
+    case Criticality::kCritical:
+      return 1;
+    case Criticality::kStandard:
+      return 0;
+    case Criticality::kSheddable:
+      return -1;
   }
   return 0;
 }
@@ -107,20 +117,29 @@ struct InferencePool {
 };
 
 struct WeightedTarget {
-  std::string model;  // the name sent upstream
+  std::string model;    // the name sent upstream
   uint32_t weight = 1;  // GIE: all-or-none; when none are given every weight is 1
 };
 
 // One model name a client may ask for, from an InferenceModel or an InferenceModelRewrite
 // rule. Resolution (routing/) reads these.
 struct ModelRoute {
-  std::string model_name;      // what the client sends in "model"
-  std::string pool;            // index key: namespace/name of the InferencePool
+  std::string model_name;               // what the client sends in "model"
+  std::string pool;                     // index key: namespace/name of the InferencePool
   std::vector<WeightedTarget> targets;  // empty: pass the name through unchanged
   std::optional<Criticality> criticality;
-  std::string source_kind;     // "InferenceModel" or "InferenceModelRewrite"
-  std::string source_name;     // namespace/name of the document
+  // "InferenceModel", "InferenceModelRewrite", or "InferenceObjective" for the transitional
+  // shape that puts modelName/targetModels on an InferenceObjective.
+  std::string source_kind;
+  std::string source_name;  // namespace/name of the document
   SourceLocation where;
+  // Routes from an InferenceObjective (transitional shape): that objective's spec.priority
+  // (0 when unset). When set it takes the place of criticality in SPEC §3.4.
+  std::optional<int> priority;
+  // An InferenceModelRewrite rule with no matches: it applies, in `pool`, to every model no
+  // other route of that pool matches (GIE "generic fallback"). model_name is empty then.
+  // At most one per pool (oldest wins).
+  bool catch_all = false;
 };
 
 struct InferenceObjective {
@@ -145,10 +164,10 @@ struct Endpoint {
 struct Snapshot {
   std::vector<std::string> sources;  // files read, in order
   ProxyConfig proxy;
-  std::vector<InferencePool> pools;          // in document order
-  std::vector<ModelRoute> models;            // unique per (pool, model_name): oldest wins
+  std::vector<InferencePool> pools;  // in document order
+  std::vector<ModelRoute> models;    // unique per (pool, model_name): oldest wins
   std::vector<InferenceObjective> objectives;
-  std::vector<Endpoint> endpoints;           // grouped by pool, pools in order
+  std::vector<Endpoint> endpoints;  // grouped by pool, pools in order
 
   static std::string pool_key(const std::string& ns, const std::string& name) {
     return ns + "/" + name;

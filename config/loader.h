@@ -19,7 +19,7 @@ struct Diagnostic {
 };
 
 struct LoadResult {
-  SnapshotPtr snapshot;  // null when any error was found
+  SnapshotPtr snapshot;                 // null when any error was found
   std::vector<Diagnostic> diagnostics;  // every error, warning and info, in file order
   bool ok() const { return snapshot != nullptr; }
 };

@@ -100,6 +100,16 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "infergate: configuration has %d error(s)\n", errors);
     return 1;
   }
+  // TLS termination is not built yet: refuse it up front rather than at bind time, so
+  // --check tells the truth.
+  for (const auto& l : result.snapshot->proxy.listeners) {
+    if (l.tls) {
+      std::fprintf(stderr, "%s: listener %s: TLS listeners are not supported yet\n",
+                   result.snapshot->sources.empty() ? "config" : result.snapshot->sources[0].c_str(),
+                   l.address.c_str());
+      return 1;
+    }
+  }
   if (check) {
     std::fputs(config::summary(*result.snapshot).c_str(), stdout);
     std::printf("configuration OK\n");

@@ -10,7 +10,11 @@ ModelResolver::ModelResolver(config::SnapshotPtr snapshot) : snapshot_(std::move
   by_model_.reserve(models.size());
   cumulative_weights_.resize(models.size());
   for (size_t i = 0; i < models.size(); ++i) {
-    by_model_.try_emplace(models[i].model_name, i);  // first in snapshot order wins
+    if (models[i].catch_all) {
+      catch_all_.try_emplace(models[i].pool, i);
+    } else {
+      by_model_.try_emplace(models[i].model_name, i);  // first in snapshot order wins
+    }
     const auto& targets = models[i].targets;
     auto& cumulative = cumulative_weights_[i];
     cumulative.reserve(targets.size());
@@ -61,6 +65,7 @@ int ModelResolver::priority_for(std::string_view objective, std::string_view poo
       return objectives[it->second].priority;  // same name, other pool: still the best hint
     }
   }
+  if (route != nullptr && route->priority) return *route->priority;
   if (route != nullptr && route->criticality)
     return config::criticality_priority(*route->criticality);
   return 0;
@@ -81,11 +86,19 @@ Resolution ModelResolver::resolve(std::string_view model, std::string_view objec
     res.priority = priority_for(objective, res.pool, res.route);
     return res;
   }
-  if (!single_pool_.empty()) {  // GIE v1 pass-through: the only pool, model unchanged
+  if (!single_pool_.empty()) {
+    // GIE v1: the only pool takes every other model. Its catch-all rewrite rule (a rule with
+    // no matches) applies if it has one; else the model passes through unchanged.
     res.status = Resolution::Status::kOk;
     res.pool = single_pool_;
-    res.target_model = model;
-    res.priority = priority_for(objective, res.pool, nullptr);
+    if (auto it = catch_all_.find(single_pool_); it != catch_all_.end()) {
+      res.route = &snapshot_->models[it->second];
+      res.target_model =
+          res.route->targets.empty() ? std::string(model) : draw_target(it->second, rng);
+    } else {
+      res.target_model = model;
+    }
+    res.priority = priority_for(objective, res.pool, res.route);
     return res;
   }
   res.status = Resolution::Status::kModelNotFound;

@@ -53,6 +53,8 @@ class ModelResolver {
   config::SnapshotPtr snapshot_;
   // model_name -> index into snapshot_->models (first by pool order, oldest wins inside).
   IndexMap by_model_;
+  // pool key -> index of that pool's catch-all route (a rewrite rule with no matches).
+  IndexMap catch_all_;
   // objective name -> index into snapshot_->objectives (the first with that name).
   IndexMap by_objective_;
   // next_objective_[i]: the next objective after i with the same name, kNone at the end.

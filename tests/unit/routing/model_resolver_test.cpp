@@ -205,3 +205,33 @@ TEST_CASE("objective applies to pass-through too") {
   CHECK(r.priority == -1);
   CHECK(r.sheddable());
 }
+
+TEST_CASE("catch-all rewrite rule applies to unmatched models of the single pool") {
+  auto s = std::make_shared<Snapshot>();
+  s->pools = {pool("a")};
+  ModelRoute fallback = route("", "default/a", {{"base-v2", 1}});
+  fallback.catch_all = true;
+  s->models = {route("llama", "default/a"), fallback};
+  ModelResolver resolver(s);
+  Rng rng(7);
+  const auto matched = resolver.resolve("llama", "", rng);
+  CHECK(matched.target_model == "llama");
+  const auto other = resolver.resolve("anything-else", "", rng);
+  REQUIRE(other.status == Resolution::Status::kOk);
+  CHECK(other.target_model == "base-v2");
+  CHECK(other.route == &s->models[1]);
+  // The catch-all is not a literal route for the empty model name.
+  const auto empty = resolver.resolve("", "", rng);
+  CHECK(empty.target_model == "base-v2");
+}
+
+TEST_CASE("a route's own priority (transitional InferenceObjective shape) beats criticality") {
+  auto s = std::make_shared<Snapshot>();
+  s->pools = {pool("a")};
+  ModelRoute r = route("m", "default/a", {}, Criticality::kCritical);
+  r.priority = -3;
+  s->models = {r};
+  ModelResolver resolver(s);
+  Rng rng(1);
+  CHECK(resolver.resolve("m", "", rng).priority == -3);
+}

@@ -1,0 +1,275 @@
+// Reads the infergate.io/v1alpha1 ProxyConfig document. Unknown fields are errors here (the
+// document is ours, so an unknown field is a typo), with a "did you mean" hint.
+
+#include <filesystem>
+#include <limits>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "config/documents.h"
+#include "config/values.h"
+
+namespace infergate::config::detail {
+namespace {
+
+const HostPortRules kListenRules{
+    .require_port = true, .allow_port_zero = true, .require_ip = true, .allow_empty_host = true};
+const HostPortRules kEndpointRules{};
+
+// A size field: an integer number of bytes or "16Mi"-style text, at least `min`.
+template <typename T>
+void read_size_into(DocContext& ctx, const Field& field, uint64_t min, T* out) {
+  if (!field.present()) return;
+  if (!field.value.IsScalar()) {
+    ctx.error(field.where, field.path, "must be a size such as 1048576, \"64Ki\" or \"16Mi\"");
+    return;
+  }
+  auto parsed = parse_size(field.value.Scalar());
+  if (!parsed) {
+    ctx.error(field.where, field.path, parsed.error);
+    return;
+  }
+  const uint64_t max = std::numeric_limits<T>::max();
+  if (*parsed.value < min || *parsed.value > max) {
+    ctx.error(field.where, field.path,
+              fmt::format("must be between {} and {} bytes (got {})", min, max, *parsed.value));
+    return;
+  }
+  *out = static_cast<T>(*parsed.value);
+}
+
+void read_duration_into(DocContext& ctx, const Field& field, bool allow_zero,
+                        std::chrono::milliseconds* out) {
+  if (!field.present()) return;
+  if (!field.value.IsScalar()) {
+    ctx.error(field.where, field.path,
+              "must be a duration such as \"250ms\", \"10s\" or \"1m30s\"");
+    return;
+  }
+  auto parsed = parse_duration(field.value.Scalar());
+  if (!parsed) {
+    ctx.error(field.where, field.path, parsed.error);
+    return;
+  }
+  if (!allow_zero && parsed.value->count() == 0) {
+    ctx.error(field.where, field.path, "must be greater than zero");
+    return;
+  }
+  *out = *parsed.value;
+}
+
+template <typename T>
+void read_int_into(DocContext& ctx, const Field& field, int64_t min, int64_t max, T* out) {
+  if (auto v = read_int(ctx, field, min, max)) *out = static_cast<T>(*v);
+}
+
+std::optional<HostPort> read_address(DocContext& ctx, const Field& field,
+                                     const HostPortRules& rules) {
+  auto text = read_nonempty_string(ctx, field);
+  if (!text) return std::nullopt;
+  auto parsed = parse_host_port(*text, rules);
+  if (!parsed) {
+    ctx.error(field.where, field.path, parsed.error);
+    return std::nullopt;
+  }
+  return *parsed.value;
+}
+
+void read_tls(DocContext& ctx, const Field& field, ListenerConfig& listener) {
+  MapReader tls(ctx, field, {"certFile", "keyFile"});
+  if (!tls.valid()) return;
+  TlsConfig out;
+  bool ok = true;
+  using Item = std::pair<const char*, std::string*>;
+  for (auto [key, target] : {Item{"certFile", &out.cert_file}, Item{"keyFile", &out.key_file}}) {
+    Field f = tls.require(key);
+    auto path = f.present() ? read_nonempty_string(ctx, f) : std::nullopt;
+    if (!path) {
+      ok = false;
+      continue;
+    }
+    std::filesystem::path resolved(*path);
+    if (resolved.is_relative() && !ctx.base_dir().empty())
+      resolved = std::filesystem::path(ctx.base_dir()) / resolved;
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(resolved, ec)) {
+      ctx.error(f.where, f.path,
+                fmt::format("file \"{}\" not found{}", resolved.string(),
+                            resolved.string() != *path
+                                ? " (relative paths are relative to the configuration file)"
+                                : ""));
+      ok = false;
+    }
+    *target = resolved.string();
+  }
+  if (ok) listener.tls = out;
+}
+
+void read_listeners(DocContext& ctx, const Field& field, ProxyConfig& config) {
+  if (!field.present()) {
+    config.listeners.push_back(ListenerConfig{"0.0.0.0:8080", "0.0.0.0", 8080, std::nullopt});
+    return;
+  }
+  auto items = read_sequence(ctx, field);
+  if (!items) return;
+  if (items->empty()) {
+    ctx.error(field.where, field.path,
+              "must list at least one listener (leave it out for the default 0.0.0.0:8080)");
+    return;
+  }
+  std::map<std::string, SourceLocation> seen;  // "host:port" with a fixed port
+  for (const Field& item : *items) {
+    MapReader listener(ctx, item, {"address", "tls"});
+    if (!listener.valid()) {
+      if (!item.present()) ctx.error(item.where, item.path, "must be a mapping, not null");
+      continue;
+    }
+    Field address = listener.require("address");
+    auto hp = read_address(ctx, address, kListenRules);
+    ListenerConfig out;
+    read_tls(ctx, listener.get("tls"), out);
+    if (!hp) continue;
+    out.address = address.value.Scalar();
+    out.host = hp->host;
+    out.port = *hp->port;
+    if (out.port != 0) {
+      std::string key = join_host_port(out.host, out.port);
+      auto [it, inserted] = seen.emplace(key, address.where);
+      if (!inserted)
+        ctx.error(
+            address.where, address.path,
+            fmt::format("{} is already used by another listener (line {})", key, it->second.line));
+    }
+    config.listeners.push_back(std::move(out));
+  }
+}
+
+void read_admin(DocContext& ctx, const Field& field, ProxyConfig& config) {
+  MapReader admin(ctx, field, {"address", "enabled"});
+  if (!admin.valid()) return;
+  if (auto enabled = read_bool(ctx, admin.get("enabled"))) config.admin.enabled = *enabled;
+  Field address = admin.get("address");
+  if (auto hp = read_address(ctx, address, kListenRules)) {
+    config.admin.address = address.value.Scalar();
+    config.admin.host = hp->host;
+    config.admin.port = *hp->port;
+    if (config.admin.enabled && config.admin.port != 0) {
+      for (const auto& l : config.listeners) {
+        if (l.port == config.admin.port && l.host == config.admin.host) {
+          ctx.error(address.where, address.path,
+                    fmt::format("{} is also a listener address", config.admin.address));
+          break;
+        }
+      }
+    }
+  }
+}
+
+void read_endpoints(DocContext& ctx, const Field& field, ProxyConfig& config) {
+  auto items = read_sequence(ctx, field);
+  if (!items) return;
+  std::map<std::string, SourceLocation> names;
+  std::map<std::string, std::string> addresses;  // host[:port] -> endpoint name
+  for (const Field& item : *items) {
+    MapReader ep(ctx, item, {"name", "address", "labels"});
+    if (!ep.valid()) {
+      if (!item.present()) ctx.error(item.where, item.path, "must be a mapping, not null");
+      continue;
+    }
+    StaticEndpointConfig out;
+    out.where = item.where;
+    Field name = ep.require("name");
+    if (auto n = name.present() ? read_nonempty_string(ctx, name) : std::nullopt) {
+      if (n->find_first_of("| \t\r\n") != std::string::npos) {
+        ctx.error(name.where, name.path, fmt::format("\"{}\" must not contain spaces or '|'", *n));
+      } else {
+        auto [it, inserted] = names.emplace(*n, name.where);
+        if (!inserted)
+          ctx.error(name.where, name.path,
+                    fmt::format("duplicate endpoint name \"{}\" (first at line {})", *n,
+                                it->second.line));
+      }
+      out.name = *n;
+    }
+    Field address = ep.require("address");
+    if (auto hp = read_address(ctx, address, kEndpointRules)) {
+      out.address = address.value.Scalar();
+      out.host = hp->host;
+      out.port = hp->port;
+      std::string key = hp->port ? join_host_port(hp->host, *hp->port) : hp->host;
+      auto [it, inserted] = addresses.emplace(key, out.name);
+      if (!inserted)
+        ctx.warning(address.where, address.path,
+                    fmt::format("endpoint \"{}\" has the same address as endpoint \"{}\"", out.name,
+                                it->second));
+    }
+    if (auto labels = read_string_map(ctx, ep.get("labels"))) out.labels = std::move(*labels);
+    config.endpoints.push_back(std::move(out));
+  }
+}
+
+void read_limits(DocContext& ctx, const Field& field, LimitsConfig& limits) {
+  MapReader m(
+      ctx, field,
+      {"maxRequestBodyBytes", "maxRequestHeaderBytes", "maxResponseBodyBytes", "headerTimeout",
+       "bodyTimeout", "idleTimeout", "upstreamConnectTimeout", "upstreamResponseTimeout",
+       "upstreamIdleTimeout", "drainTimeout", "maxRetries", "upstreamMaxIdlePerEndpoint"});
+  if (!m.valid()) return;
+  read_size_into(ctx, m.get("maxRequestBodyBytes"), 1, &limits.max_request_body_bytes);
+  read_size_into(ctx, m.get("maxRequestHeaderBytes"), 1024, &limits.max_request_header_bytes);
+  read_size_into(ctx, m.get("maxResponseBodyBytes"), 1, &limits.max_response_body_bytes);
+  read_duration_into(ctx, m.get("headerTimeout"), false, &limits.header_timeout);
+  read_duration_into(ctx, m.get("bodyTimeout"), false, &limits.body_timeout);
+  read_duration_into(ctx, m.get("idleTimeout"), false, &limits.idle_timeout);
+  read_duration_into(ctx, m.get("upstreamConnectTimeout"), false, &limits.upstream_connect_timeout);
+  read_duration_into(ctx, m.get("upstreamResponseTimeout"), false,
+                     &limits.upstream_response_timeout);
+  read_duration_into(ctx, m.get("upstreamIdleTimeout"), false, &limits.upstream_idle_timeout);
+  read_duration_into(ctx, m.get("drainTimeout"), true, &limits.drain_timeout);
+  read_int_into(ctx, m.get("maxRetries"), 0, 100, &limits.max_retries);
+  read_int_into(ctx, m.get("upstreamMaxIdlePerEndpoint"), 0, 1'000'000,
+                &limits.upstream_max_idle_per_endpoint);
+}
+
+void read_scheduler(DocContext& ctx, const Field& field, SchedulerConfig& scheduler) {
+  MapReader m(ctx, field, {"profile"});
+  if (!m.valid()) return;
+  Field profile = m.get("profile");
+  auto name = read_string(ctx, profile);
+  if (!name) return;
+  for (auto known : kSchedulerProfiles) {
+    if (known == *name) {
+      scheduler.profile = *name;
+      return;
+    }
+  }
+  std::string message = fmt::format("unknown scheduler profile \"{}\" (valid: {})", *name,
+                                    join_alternatives(kSchedulerProfiles));
+  if (auto hint = closest_match(*name, kSchedulerProfiles))
+    message += fmt::format("; did you mean \"{}\"?", *hint);
+  ctx.error(profile.where, profile.path, message);
+}
+
+}  // namespace
+
+void read_proxy_config(DocContext& ctx, const YAML::Node& root, DocMeta meta, Documents& docs) {
+  MapReader doc(ctx, root, "", {"apiVersion", "kind", "metadata", "spec"});
+  ParsedProxyConfig out;
+  out.config.name = meta.name;
+  out.config.where = meta.where;
+  out.meta = std::move(meta);
+  ProxyConfig& config = out.config;
+
+  MapReader spec(ctx, doc.get("spec"),
+                 {"workers", "listeners", "admin", "endpoints", "limits", "scheduler"});
+  read_int_into(ctx, spec.get("workers"), 0, 1024, &config.workers);
+  read_listeners(ctx, spec.get("listeners"), config);
+  read_admin(ctx, spec.get("admin"), config);
+  read_endpoints(ctx, spec.get("endpoints"), config);
+  read_limits(ctx, spec.get("limits"), config.limits);
+  read_scheduler(ctx, spec.get("scheduler"), config.scheduler);
+  docs.proxies.push_back(std::move(out));
+}
+
+}  // namespace infergate::config::detail
