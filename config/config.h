@@ -78,6 +78,22 @@ struct SchedulerConfig {
   std::string profile = "least-request";
 };
 
+// The engine metric names a pool's pods expose (SPEC §7). An endpoint label
+// inference.networking.k8s.io/engine-type overrides the default per endpoint.
+inline constexpr std::string_view kEngineTypes[] = {"auto", "vllm", "sglang", "trtllm"};
+
+// Scraping of the model servers' Prometheus endpoints (SPEC §7).
+struct ModelServerMetricsConfig {
+  bool enabled = true;
+  std::chrono::milliseconds interval{50};      // how often each endpoint is scraped
+  std::chrono::milliseconds timeout{1'000};    // one scrape, connect included
+  std::chrono::milliseconds stale_after{200};  // older metrics count as saturated (SPEC §6)
+  std::string path = "/metrics";
+  // Default for endpoints without the label; "auto" recognises the engine from the names on
+  // the page (vLLM when none is recognised).
+  std::string engine_type = "auto";
+};
+
 struct ProxyConfig {
   std::string name;
   uint32_t workers = 0;  // 0 = std::thread::hardware_concurrency()
@@ -86,6 +102,7 @@ struct ProxyConfig {
   std::vector<StaticEndpointConfig> endpoints;
   LimitsConfig limits;
   SchedulerConfig scheduler;
+  ModelServerMetricsConfig model_server_metrics;
   SourceLocation where;
 };
 

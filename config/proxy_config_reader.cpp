@@ -251,6 +251,38 @@ void read_scheduler(DocContext& ctx, const Field& field, SchedulerConfig& schedu
   ctx.error(profile.where, profile.path, message);
 }
 
+void read_model_server_metrics(DocContext& ctx, const Field& field,
+                               ModelServerMetricsConfig& out) {
+  MapReader m(ctx, field, {"enabled", "interval", "timeout", "staleAfter", "path", "engineType"});
+  if (!m.valid()) return;
+  if (auto enabled = read_bool(ctx, m.get("enabled"))) out.enabled = *enabled;
+  read_duration_into(ctx, m.get("interval"), false, &out.interval);
+  read_duration_into(ctx, m.get("timeout"), false, &out.timeout);
+  read_duration_into(ctx, m.get("staleAfter"), false, &out.stale_after);
+  Field path = m.get("path");
+  if (auto p = read_string(ctx, path)) {
+    if (p->empty() || p->front() != '/') {
+      ctx.error(path.where, path.path, "must be an absolute path such as /metrics");
+    } else {
+      out.path = *p;
+    }
+  }
+  Field engine = m.get("engineType");
+  if (auto name = read_string(ctx, engine)) {
+    bool known = false;
+    for (auto e : kEngineTypes) known = known || e == *name;
+    if (known) {
+      out.engine_type = *name;
+    } else {
+      std::string message = fmt::format("unknown engine type \"{}\" (valid: {})", *name,
+                                        join_alternatives(kEngineTypes));
+      if (auto hint = closest_match(*name, kEngineTypes))
+        message += fmt::format("; did you mean \"{}\"?", *hint);
+      ctx.error(engine.where, engine.path, message);
+    }
+  }
+}
+
 }  // namespace
 
 void read_proxy_config(DocContext& ctx, const YAML::Node& root, DocMeta meta, Documents& docs) {
@@ -262,13 +294,15 @@ void read_proxy_config(DocContext& ctx, const YAML::Node& root, DocMeta meta, Do
   ProxyConfig& config = out.config;
 
   MapReader spec(ctx, doc.get("spec"),
-                 {"workers", "listeners", "admin", "endpoints", "limits", "scheduler"});
+                 {"workers", "listeners", "admin", "endpoints", "limits", "scheduler",
+                  "modelServerMetrics"});
   read_int_into(ctx, spec.get("workers"), 0, 1024, &config.workers);
   read_listeners(ctx, spec.get("listeners"), config);
   read_admin(ctx, spec.get("admin"), config);
   read_endpoints(ctx, spec.get("endpoints"), config);
   read_limits(ctx, spec.get("limits"), config.limits);
   read_scheduler(ctx, spec.get("scheduler"), config.scheduler);
+  read_model_server_metrics(ctx, spec.get("modelServerMetrics"), config.model_server_metrics);
   docs.proxies.push_back(std::move(out));
 }
 

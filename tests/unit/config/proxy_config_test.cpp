@@ -123,8 +123,8 @@ TEST_CASE("ProxyConfig: unknown fields are errors, with a did-you-mean hint") {
             "\"headerTimeout\"?)");
   // Not close to anything: the valid names are listed instead.
   CHECK_HAS(e,
-            "spec.colour: unknown field (expected workers, listeners, admin, endpoints, limits or "
-            "scheduler)");
+            "spec.colour: unknown field (expected workers, listeners, admin, endpoints, limits, "
+            "scheduler or modelServerMetrics)");
   CHECK_MESSAGE(e.size() == 3, joined(e));
 }
 
@@ -265,4 +265,30 @@ TEST_CASE("ProxyConfig apiVersion and kind are checked") {
   CHECK_HAS(errors(r2),
             "test.yaml:11:7: kind: unknown kind \"ProxyConfg\" for apiVersion "
             "infergate.io/v1alpha1 (expected ProxyConfig)");
+}
+
+TEST_CASE("ProxyConfig: modelServerMetrics") {
+  auto d = load_ok(proxy(""));
+  const ModelServerMetricsConfig defaults;
+  CHECK(d->proxy.model_server_metrics.interval == milliseconds(50));
+  CHECK(d->proxy.model_server_metrics.stale_after == milliseconds(200));
+  CHECK(d->proxy.model_server_metrics.engine_type == "auto");
+  CHECK(d->proxy.model_server_metrics.enabled == defaults.enabled);
+
+  auto s = load_ok(proxy(
+      "  modelServerMetrics: {interval: 25ms, timeout: 500ms, staleAfter: 1s, path: /m, "
+      "engineType: sglang, enabled: false}\n"));
+  const auto& m = s->proxy.model_server_metrics;
+  CHECK(m.interval == milliseconds(25));
+  CHECK(m.timeout == milliseconds(500));
+  CHECK(m.stale_after == milliseconds(1000));
+  CHECK(m.path == "/m");
+  CHECK(m.engine_type == "sglang");
+  CHECK_FALSE(m.enabled);
+
+  auto r = load_bad(proxy("  modelServerMetrics: {engineType: vlm, path: metrics, interval: -1s}\n"));
+  auto e = errors(r);
+  CHECK_HAS(e, "unknown engine type \"vlm\" (valid: auto, vllm, sglang or trtllm); did you mean \"vllm\"?");
+  CHECK_HAS(e, "spec.modelServerMetrics.path: must be an absolute path such as /metrics");
+  CHECK_HAS(e, "spec.modelServerMetrics.interval:");
 }

@@ -1,0 +1,24 @@
+#include "sim/model_catalog.h"
+
+namespace infergate::sim {
+
+ModelCatalog::ModelCatalog(const SimOptions& options) {
+  for (const std::string& name : options.effective_served_names()) {
+    models_.push_back({name, options.model, {}});
+  }
+  for (const LoraModule& module : options.lora_modules) {
+    const std::string& parent =
+        module.base_model_name.empty() ? models_.front().name : module.base_model_name;
+    models_.push_back({module.name, module.path, parent});
+  }
+}
+
+const ServedModel* ModelCatalog::resolve(std::string_view requested) const {
+  if (requested.empty()) return &models_.front();
+  for (const ServedModel& model : models_) {
+    if (model.name == requested) return &model;
+  }
+  return nullptr;
+}
+
+}  // namespace infergate::sim
