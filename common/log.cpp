@@ -14,11 +14,16 @@ std::atomic<int> g_format{static_cast<int>(Format::kText)};
 
 const char* level_name(Level l) {
   switch (l) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warn";
-    case Level::kError: return "error";
-    case Level::kOff: return "off";
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warn";
+    case Level::kError:
+      return "error";
+    case Level::kOff:
+      return "off";
   }
   return "?";
 }
@@ -26,11 +31,21 @@ const char* level_name(Level l) {
 void json_escape(std::string& out, std::string_view s) {
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(c)));
@@ -64,19 +79,28 @@ std::string timestamp() {
 }  // namespace
 
 bool parse_level(std::string_view name, Level* out) {
-  if (name == "debug") *out = Level::kDebug;
-  else if (name == "info") *out = Level::kInfo;
-  else if (name == "warn" || name == "warning") *out = Level::kWarn;
-  else if (name == "error") *out = Level::kError;
-  else if (name == "off") *out = Level::kOff;
-  else return false;
+  if (name == "debug")
+    *out = Level::kDebug;
+  else if (name == "info")
+    *out = Level::kInfo;
+  else if (name == "warn" || name == "warning")
+    *out = Level::kWarn;
+  else if (name == "error")
+    *out = Level::kError;
+  else if (name == "off")
+    *out = Level::kOff;
+  else
+    return false;
   return true;
 }
 
 bool parse_format(std::string_view name, Format* out) {
-  if (name == "text") *out = Format::kText;
-  else if (name == "json") *out = Format::kJson;
-  else return false;
+  if (name == "text")
+    *out = Format::kText;
+  else if (name == "json")
+    *out = Format::kJson;
+  else
+    return false;
   return true;
 }
 

@@ -251,8 +251,7 @@ void read_scheduler(DocContext& ctx, const Field& field, SchedulerConfig& schedu
   ctx.error(profile.where, profile.path, message);
 }
 
-void read_model_server_metrics(DocContext& ctx, const Field& field,
-                               ModelServerMetricsConfig& out) {
+void read_model_server_metrics(DocContext& ctx, const Field& field, ModelServerMetricsConfig& out) {
   MapReader m(ctx, field, {"enabled", "interval", "timeout", "staleAfter", "path", "engineType"});
   if (!m.valid()) return;
   if (auto enabled = read_bool(ctx, m.get("enabled"))) out.enabled = *enabled;
@@ -293,9 +292,9 @@ void read_proxy_config(DocContext& ctx, const YAML::Node& root, DocMeta meta, Do
   out.meta = std::move(meta);
   ProxyConfig& config = out.config;
 
-  MapReader spec(ctx, doc.get("spec"),
-                 {"workers", "listeners", "admin", "endpoints", "limits", "scheduler",
-                  "modelServerMetrics"});
+  MapReader spec(
+      ctx, doc.get("spec"),
+      {"workers", "listeners", "admin", "endpoints", "limits", "scheduler", "modelServerMetrics"});
   read_int_into(ctx, spec.get("workers"), 0, 1024, &config.workers);
   read_listeners(ctx, spec.get("listeners"), config);
   read_admin(ctx, spec.get("admin"), config);

@@ -14,22 +14,22 @@ using prometheus::Histogram;
 
 // GIE's buckets for request durations (seconds) and token counts.
 const Histogram::BucketBoundaries& duration_buckets() {
-  static const Histogram::BucketBoundaries b{0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0,
-                                             1.25,  1.5,   2,    3,   4,   5,   6,   8,   10,
-                                             15,    20,    30,   45,  60,  120, 180, 240, 300,
+  static const Histogram::BucketBoundaries b{0.005, 0.025, 0.05, 0.1, 0.2,  0.4,  0.6,  0.8, 1.0,
+                                             1.25,  1.5,   2,    3,   4,    5,    6,    8,   10,
+                                             15,    20,    30,   45,  60,   120,  180,  240, 300,
                                              360,   480,   600,  900, 1200, 1800, 2700, 3600};
   return b;
 }
 const Histogram::BucketBoundaries& token_buckets() {
-  static const Histogram::BucketBoundaries b{1,     8,     16,    32,     64,     128,   256,
-                                             512,   1024,  2048,  4096,   8192,   16384, 32778,
+  static const Histogram::BucketBoundaries b{1,     8,      16,     32,     64,     128,   256,
+                                             512,   1024,   2048,   4096,   8192,   16384, 32778,
                                              65536, 131072, 262144, 524288, 1048576};
   return b;
 }
 const Histogram::BucketBoundaries& ttft_buckets() {
-  static const Histogram::BucketBoundaries b{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,
-                                             0.25,  0.5,   0.75, 1.0,  2.5,  5.0,  7.5,  10.0,
-                                             20.0,  40.0,  80.0};
+  static const Histogram::BucketBoundaries b{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08,
+                                             0.1,   0.25,  0.5,  0.75, 1.0,  2.5,  5.0,
+                                             7.5,   10.0,  20.0, 40.0, 80.0};
   return b;
 }
 
@@ -48,13 +48,15 @@ GatewayMetrics::GatewayMetrics() : registry_(std::make_shared<prometheus::Regist
   auto& r = *registry_;
   request_total_ = &BuildCounter()
                         .Name("inference_objective_request_total")
-                        .Help("Counter of inference requests broken out by model, target model "
-                              "and priority.")
+                        .Help(
+                            "Counter of inference requests broken out by model, target model "
+                            "and priority.")
                         .Register(r);
   request_error_total_ = &BuildCounter()
                               .Name("inference_objective_request_error_total")
-                              .Help("Counter of inference request errors broken out by model, "
-                                    "target model and error code.")
+                              .Help(
+                                  "Counter of inference request errors broken out by model, "
+                                  "target model and error code.")
                               .Register(r);
   request_duration_ = &BuildHistogram()
                            .Name("inference_objective_request_duration_seconds")
@@ -76,10 +78,21 @@ GatewayMetrics::GatewayMetrics() : registry_(std::make_shared<prometheus::Regist
                           .Name("inference_pool_ready_pods")
                           .Help("Number of ready endpoints in the inference pool.")
                           .Register(r);
+  pool_avg_kv_ = &BuildGauge()
+                      .Name("inference_pool_average_kv_cache_utilization")
+                      .Help("The average KV cache utilization of the pool's endpoints (0..1).")
+                      .Register(r);
+  pool_avg_queue_ = &BuildGauge()
+                         .Name("inference_pool_average_queue_size")
+                         .Help(
+                             "The average number of requests waiting in the pool's model "
+                             "servers.")
+                         .Register(r);
   ttft_ = &BuildHistogram()
                .Name("infergate_time_to_first_token_seconds")
-               .Help("Time from request receipt to the first response body byte sent to the "
-                     "client, by model.")
+               .Help(
+                   "Time from request receipt to the first response body byte sent to the "
+                   "client, by model.")
                .Register(r);
   config_reloads_ = &BuildCounter()
                          .Name("infergate_config_reloads_total")
@@ -138,8 +151,7 @@ std::string GatewayMetrics::bounded_model_label(std::string_view model) {
   return label;
 }
 
-ModelMetrics GatewayMetrics::model(std::string_view model, std::string_view target,
-                                   int priority) {
+ModelMetrics GatewayMetrics::model(std::string_view model, std::string_view target, int priority) {
   std::lock_guard lock(mu_);
   const std::string m = bounded_model_label(model);
   const std::string t = bounded_model_label(target);

@@ -50,7 +50,7 @@ class GatewayMetrics {
                                      std::string_view error_code);
 
   // Gateway-wide handles, resolved at construction (lock-free to use).
-  prometheus::Counter& http_requests(int status);  // by status class 1xx..5xx
+  prometheus::Counter& http_requests(int status);                 // by status class 1xx..5xx
   prometheus::Counter& upstream_errors(std::string_view reason);  // connect|reset|timeout|protocol
   prometheus::Counter& upstream_retries() { return *retries_; }
   prometheus::Counter& connections_accepted() { return *connections_total_; }
@@ -58,6 +58,8 @@ class GatewayMetrics {
   prometheus::Counter& client_aborts() { return *client_aborts_; }
   prometheus::Family<prometheus::Gauge>& pool_ready_pods() { return *pool_ready_pods_; }
   prometheus::Family<prometheus::Counter>& config_reloads() { return *config_reloads_; }
+  prometheus::Family<prometheus::Gauge>& pool_average_kv_cache() { return *pool_avg_kv_; }
+  prometheus::Family<prometheus::Gauge>& pool_average_queue() { return *pool_avg_queue_; }
 
  private:
   std::string bounded_model_label(std::string_view model);  // requires mu_
@@ -75,6 +77,8 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Gauge>* running_requests_;
   prometheus::Family<prometheus::Gauge>* pool_ready_pods_;
   prometheus::Family<prometheus::Counter>* config_reloads_;
+  prometheus::Family<prometheus::Gauge>* pool_avg_kv_;
+  prometheus::Family<prometheus::Gauge>* pool_avg_queue_;
 
   prometheus::Counter* http_by_class_[6] = {};
   prometheus::Counter* upstream_connect_;

@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "proxy/errors.h"
+#include "proxy/scraper.h"
 
 namespace infergate::proxy {
 namespace {
@@ -28,9 +29,12 @@ std::string labels_json(const std::map<std::string, std::string>& labels) {
 
 const char* criticality_name(config::Criticality c) {
   switch (c) {
-    case config::Criticality::kCritical: return "Critical";
-    case config::Criticality::kStandard: return "Standard";
-    case config::Criticality::kSheddable: return "Sheddable";
+    case config::Criticality::kCritical:
+      return "Critical";
+    case config::Criticality::kStandard:
+      return "Standard";
+    case config::Criticality::kSheddable:
+      return "Sheddable";
   }
   return "Standard";
 }
@@ -113,8 +117,11 @@ http::response<http::string_body> AdminServer::handle(const http::request<http::
     res.body() = std::move(body);
   };
   if (req.method() != http::verb::get && req.method() != http::verb::head) {
-    json(405, error_body({405, "invalid_request_error", "method_not_allowed",
-                          "the admin endpoints only answer GET", {}}));
+    json(405, error_body({405,
+                          "invalid_request_error",
+                          "method_not_allowed",
+                          "the admin endpoints only answer GET",
+                          {}}));
     res.set(http::field::allow, "GET");
     return res;
   }
@@ -137,30 +144,61 @@ http::response<http::string_body> AdminServer::handle(const http::request<http::
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     res.body() = context_.metrics.serialize();
   } else if (target == "/debug/endpoints") {
-    json(200, endpoints_json(*state));
+    const auto samples = context_.engine_metrics.load();
+    json(200, endpoints_json(*state, samples.get()));
   } else if (target == "/debug/config") {
     json(200, config_json(*state->config));
   } else {
-    json(404, error_body({404, "invalid_request_error", "not_found",
-                          fmt::format("unknown admin path {}", target), {}}));
+    json(404, error_body({404,
+                          "invalid_request_error",
+                          "not_found",
+                          fmt::format("unknown admin path {}", target),
+                          {}}));
   }
   return res;
 }
 
-std::string AdminServer::endpoints_json(const RuntimeState& state) {
+std::string AdminServer::endpoints_json(const RuntimeState& state, const MetricsSnapshot* samples) {
+  const auto now = std::chrono::steady_clock::now();
+  const bool aligned = samples != nullptr && samples->generation == state.generation;
   std::string out = "{\"endpoints\":[";
   bool first = true;
-  for (const auto& pool : state.pools) {
-    for (const auto& ep : pool.endpoints) {
+  for (size_t p = 0; p < state.pools.size(); ++p) {
+    const auto& pool = state.pools[p];
+    for (size_t i = 0; i < pool.endpoints.size(); ++i) {
+      const auto& ep = pool.endpoints[i];
       if (!first) out += ',';
       first = false;
       const auto& e = ep->endpoint;
       out += fmt::format(
           "{{\"name\":{},\"address\":{},\"pool\":{},\"ready\":true,\"labels\":{},"
-          "\"in_flight\":{},\"requests_total\":{},\"failures_total\":{}}}",
+          "\"in_flight\":{},\"requests_total\":{},\"failures_total\":{},"
+          "\"dispatched_since_scrape\":{},\"metrics\":",
           quoted(e.name), quoted(fmt::format("{}:{}", e.host, e.port)), quoted(pool.key),
           labels_json(e.labels), ep->in_flight.load(), ep->requests_total.load(),
-          ep->failures_total.load());
+          ep->failures_total.load(), ep->dispatched_since_scrape.load());
+      const EndpointSample* s =
+          aligned && i < samples->pools[p].size() ? samples->pools[p][i].get() : nullptr;
+      if (s == nullptr) {
+        out += "null}";
+        continue;
+      }
+      const auto& m = s->metrics;
+      std::string running, waiting;
+      for (size_t j = 0; j < m.running_adapters.size(); ++j)
+        running += (j ? "," : "") + quoted(m.running_adapters[j]);
+      for (size_t j = 0; j < m.waiting_adapters.size(); ++j)
+        waiting += (j ? "," : "") + quoted(m.waiting_adapters[j]);
+      const double age = s->scraped_at == std::chrono::steady_clock::time_point{}
+                             ? -1.0
+                             : std::chrono::duration<double>(now - s->scraped_at).count();
+      out += fmt::format(
+          "{{\"ok\":{},\"error\":{},\"consecutive_failures\":{},\"age_seconds\":{:.3f},"
+          "\"waiting\":{},\"running\":{},\"kv_cache_usage\":{},\"running_lora_adapters\":[{}],"
+          "\"waiting_lora_adapters\":[{}],\"max_lora\":{},\"block_size\":{},"
+          "\"num_gpu_blocks\":{}}}}}",
+          s->ok, s->ok ? "null" : quoted(s->error), s->failures, age, m.waiting, m.running,
+          m.kv_cache_usage, running, waiting, m.max_lora, m.block_size, m.num_gpu_blocks);
     }
   }
   return out + "]}";
@@ -174,10 +212,11 @@ std::string AdminServer::config_json(const config::Snapshot& s) {
                      p.workers);
   for (size_t i = 0; i < p.listeners.size(); ++i) {
     const auto& l = p.listeners[i];
-    out += (i ? "," : "") + fmt::format("{{\"address\":{},\"tls\":{}}}", quoted(l.address),
-                                        l.tls ? fmt::format("{{\"certFile\":{},\"keyFile\":\"<redacted>\"}}",
-                                                            quoted(l.tls->cert_file))
-                                              : std::string("null"));
+    out += (i ? "," : "") +
+           fmt::format("{{\"address\":{},\"tls\":{}}}", quoted(l.address),
+                       l.tls ? fmt::format("{{\"certFile\":{},\"keyFile\":\"<redacted>\"}}",
+                                           quoted(l.tls->cert_file))
+                             : std::string("null"));
   }
   const auto& lim = p.limits;
   out += fmt::format(
@@ -204,15 +243,15 @@ std::string AdminServer::config_json(const config::Snapshot& s) {
     std::string ports;
     for (size_t j = 0; j < pool.target_ports.size(); ++j)
       ports += (j ? "," : "") + std::to_string(pool.target_ports[j]);
-    out += (i ? "," : "") +
-           fmt::format("{{\"name\":{},\"namespace\":{},\"apiVersion\":{},\"selector\":{},"
-                       "\"targetPorts\":[{}],\"appProtocol\":{},\"failureMode\":{}}}",
-                       quoted(pool.name), quoted(pool.namespace_), quoted(pool.api_version),
-                       labels_json(pool.selector), ports,
-                       quoted(pool.app_protocol == config::AppProtocol::kH2c ? "kubernetes.io/h2c"
-                                                                             : "http"),
-                       quoted(pool.failure_mode == config::FailureMode::kFailOpen ? "FailOpen"
-                                                                                  : "FailClose"));
+    out +=
+        (i ? "," : "") +
+        fmt::format(
+            "{{\"name\":{},\"namespace\":{},\"apiVersion\":{},\"selector\":{},"
+            "\"targetPorts\":[{}],\"appProtocol\":{},\"failureMode\":{}}}",
+            quoted(pool.name), quoted(pool.namespace_), quoted(pool.api_version),
+            labels_json(pool.selector), ports,
+            quoted(pool.app_protocol == config::AppProtocol::kH2c ? "kubernetes.io/h2c" : "http"),
+            quoted(pool.failure_mode == config::FailureMode::kFailOpen ? "FailOpen" : "FailClose"));
   }
   out += "],\"models\":[";
   for (size_t i = 0; i < s.models.size(); ++i) {
@@ -221,19 +260,20 @@ std::string AdminServer::config_json(const config::Snapshot& s) {
     for (size_t j = 0; j < m.targets.size(); ++j)
       targets += (j ? "," : "") + fmt::format("{{\"name\":{},\"weight\":{}}}",
                                               quoted(m.targets[j].model), m.targets[j].weight);
-    out += (i ? "," : "") +
-           fmt::format("{{\"modelName\":{},\"pool\":{},\"targets\":[{}],\"criticality\":{},"
-                       "\"source\":{}}}",
-                       quoted(m.model_name), quoted(m.pool), targets,
-                       m.criticality ? quoted(criticality_name(*m.criticality)) : "null",
-                       quoted(m.source_kind + "/" + m.source_name));
+    out +=
+        (i ? "," : "") + fmt::format(
+                             "{{\"modelName\":{},\"pool\":{},\"targets\":[{}],\"criticality\":{},"
+                             "\"source\":{}}}",
+                             quoted(m.model_name), quoted(m.pool), targets,
+                             m.criticality ? quoted(criticality_name(*m.criticality)) : "null",
+                             quoted(m.source_kind + "/" + m.source_name));
   }
   out += "],\"objectives\":[";
   for (size_t i = 0; i < s.objectives.size(); ++i) {
     const auto& o = s.objectives[i];
-    out += (i ? "," : "") + fmt::format("{{\"name\":{},\"namespace\":{},\"priority\":{},\"pool\":{}}}",
-                                        quoted(o.name), quoted(o.namespace_), o.priority,
-                                        quoted(o.pool));
+    out += (i ? "," : "") +
+           fmt::format("{{\"name\":{},\"namespace\":{},\"priority\":{},\"pool\":{}}}",
+                       quoted(o.name), quoted(o.namespace_), o.priority, quoted(o.pool));
   }
   return out + "]}";
 }

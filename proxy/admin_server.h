@@ -11,6 +11,8 @@
 
 namespace infergate::proxy {
 
+struct MetricsSnapshot;
+
 class AdminServer {
  public:
   AdminServer(asio::io_context& io, GatewayContext& context, const std::atomic<bool>& listeners_up);
@@ -21,7 +23,8 @@ class AdminServer {
   void stop();
 
   // Exposed for tests and --check style tooling.
-  static std::string endpoints_json(const RuntimeState& state);
+  // `samples` may be null or of another generation (then no metrics are shown).
+  static std::string endpoints_json(const RuntimeState& state, const MetricsSnapshot* samples);
   static std::string config_json(const config::Snapshot& snapshot);
 
  private:

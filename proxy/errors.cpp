@@ -7,13 +7,27 @@ namespace infergate::proxy {
 void append_json_escaped(std::string& out, std::string_view s) {
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(c)));
@@ -52,25 +66,39 @@ GatewayError GatewayError::model_not_found(std::string_view model) {
           "model"};
 }
 GatewayError GatewayError::not_found(std::string_view path) {
-  return {404, "invalid_request_error", "not_found",
+  return {404,
+          "invalid_request_error",
+          "not_found",
           fmt::format("Unknown path {} (routed requests are POSTs with a JSON \"model\").", path),
           {}};
 }
 GatewayError GatewayError::method_not_allowed(std::string_view method, std::string_view path) {
-  return {405, "invalid_request_error", "method_not_allowed",
-          fmt::format("Method {} is not allowed on {}.", method, path), {}};
+  return {405,
+          "invalid_request_error",
+          "method_not_allowed",
+          fmt::format("Method {} is not allowed on {}.", method, path),
+          {}};
 }
 GatewayError GatewayError::request_timeout() {
-  return {408, "invalid_request_error", "request_timeout",
-          "The client took too long to send the request.", {}};
+  return {408,
+          "invalid_request_error",
+          "request_timeout",
+          "The client took too long to send the request.",
+          {}};
 }
 GatewayError GatewayError::payload_too_large(uint64_t limit) {
-  return {413, "invalid_request_error", "request_too_large",
-          fmt::format("The request body is larger than the limit of {} bytes.", limit), {}};
+  return {413,
+          "invalid_request_error",
+          "request_too_large",
+          fmt::format("The request body is larger than the limit of {} bytes.", limit),
+          {}};
 }
 GatewayError GatewayError::headers_too_large(uint32_t limit) {
-  return {431, "invalid_request_error", "request_header_fields_too_large",
-          fmt::format("The request headers are larger than the limit of {} bytes.", limit), {}};
+  return {431,
+          "invalid_request_error",
+          "request_header_fields_too_large",
+          fmt::format("The request headers are larger than the limit of {} bytes.", limit),
+          {}};
 }
 GatewayError GatewayError::bad_gateway(std::string message) {
   return {502, "server_error", "upstream_error", std::move(message), {}};

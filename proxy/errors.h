@@ -11,7 +11,7 @@ struct GatewayError {
   std::string_view type;  // "invalid_request_error", "rate_limit_error", "server_error", ...
   std::string_view code;  // "model_not_found", "upstream_timeout", ...
   std::string message;
-  std::string param;      // empty -> null
+  std::string param;  // empty -> null
 
   // Common constructors, one per row of SPEC §5.
   static GatewayError bad_request(std::string message, std::string param = {});

@@ -16,9 +16,9 @@ namespace infergate::proxy {
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
 struct DownstreamRequest {
-  http::request<http::string_body> msg;  // headers and the whole (bounded) body
-  std::string client_address;            // peer IP, for x-forwarded-for
-  bool tls = false;                      // for x-forwarded-proto
+  http::request<http::string_body> msg;               // headers and the whole (bounded) body
+  std::string client_address;                         // peer IP, for x-forwarded-for
+  bool tls = false;                                   // for x-forwarded-proto
   std::chrono::steady_clock::time_point received_at;  // when the headers were complete
 };
 

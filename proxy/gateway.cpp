@@ -10,6 +10,7 @@
 #include "config/loader.h"
 #include "proxy/admin_server.h"
 #include "proxy/asio.h"
+#include "proxy/scraper.h"
 #include "proxy/worker.h"
 
 namespace infergate::proxy {
@@ -63,8 +64,10 @@ Gateway::~Gateway() = default;
 bool Gateway::reload() {
   auto result = config::load(config_paths_);
   for (const auto& d : result.diagnostics) {
-    if (d.severity == config::Severity::kError) log::error("{}", d.format());
-    else if (d.severity == config::Severity::kWarning) log::warn("{}", d.format());
+    if (d.severity == config::Severity::kError)
+      log::error("{}", d.format());
+    else if (d.severity == config::Severity::kWarning)
+      log::warn("{}", d.format());
   }
   if (!result.ok()) {
     context_.metrics.config_reloads().Add({{"result", "failure"}}).Increment();
@@ -94,8 +97,7 @@ int Gateway::run() {
   if (n_workers == 0) n_workers = std::max(1u, std::thread::hardware_concurrency());
 
   std::vector<std::unique_ptr<Worker>> workers;
-  for (unsigned i = 0; i < n_workers; ++i)
-    workers.push_back(std::make_unique<Worker>(context_, i));
+  for (unsigned i = 0; i < n_workers; ++i) workers.push_back(std::make_unique<Worker>(context_, i));
 
   for (const auto& listener : proxy.listeners) {
     if (listener.tls) {
@@ -138,11 +140,12 @@ int Gateway::run() {
     log::write(log::Level::kInfo, "admin ready", {{"address", bound}});
   }
 
+  Scraper scraper(context_);
+  scraper.start();
   for (auto& w : workers) w->start();
   listeners_up_ = true;
   log::info("infergate serving with {} worker(s), {} pool(s), {} endpoint(s), {} model route(s)",
-            n_workers, initial_->pools.size(), initial_->endpoints.size(),
-            initial_->models.size());
+            n_workers, initial_->pools.size(), initial_->endpoints.size(), initial_->models.size());
 
   // SIGHUP reloads; the first SIGTERM/SIGINT drains, a second one stops at once.
   bool draining = false;
@@ -159,8 +162,10 @@ int Gateway::run() {
     int64_t active = 0;
     for (auto& w : workers) active += w->active_connections();
     if (active == 0 || Clock::now() >= drain_deadline) {
-      if (active != 0) log::warn("drain timeout: closing {} connection(s)", active);
-      else log::info("drained; exiting");
+      if (active != 0)
+        log::warn("drain timeout: closing {} connection(s)", active);
+      else
+        log::info("drained; exiting");
       finish();
       return;
     }
@@ -193,6 +198,7 @@ int Gateway::run() {
   control.run();
 
   for (auto& w : workers) w->join();
+  scraper.stop();
   return 0;
 }
 

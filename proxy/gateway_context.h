@@ -9,8 +9,12 @@
 
 namespace infergate::proxy {
 
+struct MetricsSnapshot;
+
 struct GatewayContext {
   StateHolder state;
+  // The scraper's latest per-endpoint engine metrics (null until the first publication).
+  std::atomic<std::shared_ptr<const MetricsSnapshot>> engine_metrics;
   metrics::GatewayMetrics metrics;
   std::atomic<bool> draining{false};
 };

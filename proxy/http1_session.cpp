@@ -17,7 +17,10 @@ class H1Downstream final : public Downstream {
  public:
   H1Downstream(beast::tcp_stream& stream, std::chrono::milliseconds write_timeout, bool keep_alive,
                unsigned version)
-      : stream_(stream), write_timeout_(write_timeout), keep_alive_(keep_alive), version_(version) {}
+      : stream_(stream),
+        write_timeout_(write_timeout),
+        keep_alive_(keep_alive),
+        version_(version) {}
 
   awaitable<bool> send_response(int status, HeaderList headers, std::string body) override {
     http::response<http::string_body> res{static_cast<http::status>(status), version_};
@@ -95,6 +98,11 @@ class H1Downstream final : public Downstream {
 awaitable<void> watch_client(beast::tcp_stream* stream, beast::flat_buffer* buffer, size_t limit) {
   co_await asio::this_coro::throw_if_cancelled(false);
   for (;;) {
+    // A read that completed with data in the same turn as the cancellation (the client sent
+    // its next request right after the response) must not start another read: the `||` in
+    // the session waits for this coroutine, and nothing would cancel the new read.
+    if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none)
+      co_return;
     if (buffer->size() >= limit) {
       asio::steady_timer park(stream->get_executor(), Clock::time_point::max());
       co_await park.async_wait(kNoThrow);
@@ -112,6 +120,37 @@ awaitable<void> reply_and_close(beast::tcp_stream* stream, Worker* worker, const
   worker->context().metrics.http_requests(e.status).Increment();
   H1Downstream down(*stream, timeout, false, version);
   co_await send_error(&down, e, worker->new_request_id());
+}
+
+// Reads the request's headers (header_only) or the rest of it under a deadline, without closing
+// the socket when the deadline passes: beast::tcp_stream's own timeout closes it, which would
+// make the 408 impossible to send. The timer cancels the socket's pending I/O instead, and the
+// read's error becomes beast::error::timeout.
+awaitable<error_code> read_request_part(beast::tcp_stream* stream, beast::flat_buffer* buffer,
+                                        http::request_parser<http::string_body>* parser,
+                                        bool header_only, std::chrono::milliseconds timeout) {
+  stream->expires_never();
+  asio::steady_timer deadline(stream->get_executor());
+  deadline.expires_after(timeout);
+  auto armed = std::make_shared<bool>(true);
+  auto fired = std::make_shared<bool>(false);
+  deadline.async_wait([stream, armed, fired](const error_code& ec) {
+    if (ec || !*armed) return;
+    *fired = true;
+    error_code ignored;
+    stream->socket().cancel(ignored);
+  });
+  error_code ec;
+  if (header_only) {
+    std::tie(ec, std::ignore) =
+        co_await http::async_read_header(*stream, *buffer, *parser, kNoThrow);
+  } else {
+    std::tie(ec, std::ignore) = co_await http::async_read(*stream, *buffer, *parser, kNoThrow);
+  }
+  *armed = false;
+  deadline.cancel();
+  if (ec && *fired) ec = beast::error::timeout;
+  co_return ec;
 }
 
 class SessionRegistration {
@@ -159,10 +198,16 @@ awaitable<void> run_http1_session(Worker* worker, tcp::socket socket, bool tls) 
     http::request_parser<http::string_body> parser;
     parser.header_limit(limits.max_request_header_bytes);
     parser.body_limit(limits.max_request_body_bytes);
-    stream.expires_after(limits.header_timeout);
-    auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kNoThrow);
+    const error_code hec =
+        co_await read_request_part(&stream, &buffer, &parser, true, limits.header_timeout);
     if (hec) {
-      if (hec == http::error::header_limit) {
+      if (hec == http::error::body_limit) {
+        // The announced Content-Length is over the limit (Beast checks it with the headers).
+        linger = true;
+        co_await reply_and_close(&stream, worker,
+                                 GatewayError::payload_too_large(limits.max_request_body_bytes),
+                                 parser.get().version(), limits.idle_timeout);
+      } else if (hec == http::error::header_limit) {
         linger = true;
         co_await reply_and_close(&stream, worker,
                                  GatewayError::headers_too_large(limits.max_request_header_bytes),
@@ -184,7 +229,7 @@ awaitable<void> run_http1_session(Worker* worker, tcp::socket socket, bool tls) 
     const unsigned version = parser.get().version();
     if (const auto cl = parser.content_length(); cl && *cl > limits.max_request_body_bytes) {
       linger = true;
-        co_await reply_and_close(&stream, worker,
+      co_await reply_and_close(&stream, worker,
                                GatewayError::payload_too_large(limits.max_request_body_bytes),
                                version, limits.idle_timeout);
       break;
@@ -197,25 +242,25 @@ awaitable<void> run_http1_session(Worker* worker, tcp::socket socket, bool tls) 
       if (cec) break;
     }
     if (!parser.is_done()) {
-      stream.expires_after(limits.body_timeout);
-      auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kNoThrow);
+      const error_code bec =
+          co_await read_request_part(&stream, &buffer, &parser, false, limits.body_timeout);
       if (bec) {
         if (bec == http::error::body_limit) {
           linger = true;
-        co_await reply_and_close(&stream, worker,
+          co_await reply_and_close(&stream, worker,
                                    GatewayError::payload_too_large(limits.max_request_body_bytes),
                                    version, limits.idle_timeout);
         } else if (bec == beast::error::timeout) {
           linger = true;
-        co_await reply_and_close(&stream, worker, GatewayError::request_timeout(), version,
+          co_await reply_and_close(&stream, worker, GatewayError::request_timeout(), version,
                                    limits.idle_timeout);
         } else if (bec != http::error::end_of_stream && bec != asio::error::eof &&
                    bec != http::error::partial_message && bec != asio::error::connection_reset) {
           linger = true;
-        co_await reply_and_close(
-              &stream, worker,
-              GatewayError::bad_request(fmt::format("malformed HTTP request body: {}", bec.message())),
-              version, limits.idle_timeout);
+          co_await reply_and_close(&stream, worker,
+                                   GatewayError::bad_request(fmt::format(
+                                       "malformed HTTP request body: {}", bec.message())),
+                                   version, limits.idle_timeout);
         }
         break;
       }
@@ -231,9 +276,8 @@ awaitable<void> run_http1_session(Worker* worker, tcp::socket socket, bool tls) 
     H1Downstream downstream(stream, limits.idle_timeout, keep_alive, version);
 
     using namespace asio::experimental::awaitable_operators;
-    const auto outcome =
-        co_await (run_pipeline(worker, &request, &downstream) ||
-                  watch_client(&stream, &buffer, limits.max_request_header_bytes));
+    const auto outcome = co_await (run_pipeline(worker, &request, &downstream) ||
+                                   watch_client(&stream, &buffer, limits.max_request_header_bytes));
     if (outcome.index() == 1) {
       log::debug("client {} went away mid-request", client_address);
       break;

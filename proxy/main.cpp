@@ -104,9 +104,10 @@ int main(int argc, char** argv) {
   // --check tells the truth.
   for (const auto& l : result.snapshot->proxy.listeners) {
     if (l.tls) {
-      std::fprintf(stderr, "%s: listener %s: TLS listeners are not supported yet\n",
-                   result.snapshot->sources.empty() ? "config" : result.snapshot->sources[0].c_str(),
-                   l.address.c_str());
+      std::fprintf(
+          stderr, "%s: listener %s: TLS listeners are not supported yet\n",
+          result.snapshot->sources.empty() ? "config" : result.snapshot->sources[0].c_str(),
+          l.address.c_str());
       return 1;
     }
   }

@@ -44,9 +44,15 @@ bool contains_icase(std::string_view s, std::string_view needle) {
 
 // RFC 9110 §7.6.1 connection-specific fields, plus the old Keep-Alive/Proxy-Connection.
 bool is_hop_by_hop(std::string_view name) {
-  static constexpr std::string_view kNames[] = {
-      "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-      "te",         "trailer",    "transfer-encoding", "upgrade"};
+  static constexpr std::string_view kNames[] = {"connection",
+                                                "keep-alive",
+                                                "proxy-connection",
+                                                "proxy-authenticate",
+                                                "proxy-authorization",
+                                                "te",
+                                                "trailer",
+                                                "transfer-encoding",
+                                                "upgrade"};
   for (auto n : kNames)
     if (beast::iequals(name, n)) return true;
   return false;
@@ -59,7 +65,8 @@ void collect_connection_tokens(std::string_view value, std::vector<std::string>&
     size_t comma = value.find(',', pos);
     if (comma == std::string_view::npos) comma = value.size();
     auto token = value.substr(pos, comma - pos);
-    while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+      token.remove_prefix(1);
     while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
     if (!token.empty()) out.emplace_back(token);
     pos = comma + 1;
@@ -206,16 +213,16 @@ awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep,
     const bool reused = conn != nullptr;
     if (!conn) {
       conn = std::make_unique<UpstreamConnection>(worker->io().get_executor());
-      const auto ec =
-          co_await connect_upstream(worker, &pool, &where, conn.get(), limits->upstream_connect_timeout);
+      const auto ec = co_await connect_upstream(worker, &pool, &where, conn.get(),
+                                                limits->upstream_connect_timeout);
       if (ec) {
         if (co_await cancelled()) co_return Attempt{AttemptStatus::kCancelled, {}, nullptr};
         gm.upstream_errors(ec == beast::error::timeout ? "timeout" : "connect").Increment();
         pool.addresses.clear();  // re-resolve next time
         co_return Attempt{AttemptStatus::kRetry,
-                          GatewayError::bad_gateway(fmt::format(
-                              "could not connect to endpoint {} ({}:{}): {}", where.name,
-                              where.host, where.port, ec.message())),
+                          GatewayError::bad_gateway(
+                              fmt::format("could not connect to endpoint {} ({}:{}): {}",
+                                          where.name, where.host, where.port, ec.message())),
                           nullptr};
       }
     }
@@ -226,28 +233,30 @@ awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep,
       if (co_await cancelled()) co_return Attempt{AttemptStatus::kCancelled, {}, nullptr};
       if (reused) continue;  // the server closed the idle connection: try a fresh one
       gm.upstream_errors(wec == beast::error::timeout ? "timeout" : "reset").Increment();
-      co_return Attempt{AttemptStatus::kRetry,
-                        GatewayError::bad_gateway(fmt::format(
-                            "sending the request to endpoint {} failed: {}", where.name,
-                            wec.message())),
-                        nullptr};
+      co_return Attempt{
+          AttemptStatus::kRetry,
+          GatewayError::bad_gateway(fmt::format("sending the request to endpoint {} failed: {}",
+                                                where.name, wec.message())),
+          nullptr};
     }
     for (;;) {
       parser->emplace();
       (*parser)->header_limit(kUpstreamHeaderLimit);
       (*parser)->body_limit(std::numeric_limits<uint64_t>::max());
-      auto [rec, n] = co_await http::async_read_header(conn->stream, conn->buffer, **parser, kNoThrow);
+      auto [rec, n] =
+          co_await http::async_read_header(conn->stream, conn->buffer, **parser, kNoThrow);
       if (rec) {
         if (co_await cancelled()) co_return Attempt{AttemptStatus::kCancelled, {}, nullptr};
         if (rec == beast::error::timeout) {
           gm.upstream_errors("timeout").Increment();
           co_return Attempt{AttemptStatus::kFail,
-                            GatewayError::gateway_timeout(fmt::format(
-                                "endpoint {} did not respond within {} ms", where.name,
-                                limits->upstream_response_timeout.count())),
+                            GatewayError::gateway_timeout(
+                                fmt::format("endpoint {} did not respond within {} ms", where.name,
+                                            limits->upstream_response_timeout.count())),
                             nullptr};
         }
-        const bool nothing_received = is_reset(rec) && conn->buffer.size() == 0 && !(*parser)->got_some();
+        const bool nothing_received =
+            is_reset(rec) && conn->buffer.size() == 0 && !(*parser)->got_some();
         if (nothing_received && reused) break;  // stale keep-alive connection: fresh one
         if (nothing_received || is_reset(rec)) {
           gm.upstream_errors("reset").Increment();
@@ -258,11 +267,11 @@ awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep,
                             nullptr};
         }
         gm.upstream_errors("protocol").Increment();
-        co_return Attempt{AttemptStatus::kFail,
-                          GatewayError::bad_gateway(fmt::format(
-                              "endpoint {} sent a malformed response: {}", where.name,
-                              rec.message())),
-                          nullptr};
+        co_return Attempt{
+            AttemptStatus::kFail,
+            GatewayError::bad_gateway(fmt::format("endpoint {} sent a malformed response: {}",
+                                                  where.name, rec.message())),
+            nullptr};
       }
       const int status = (*parser)->get().result_int();
       if (status >= 100 && status < 200 && status != 101) continue;  // interim: skip
@@ -325,8 +334,14 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
   if (path == "/v1/models") {
     if (msg.method() != http::verb::get) {
       gm.http_requests(405).Increment();
-      co_await send_error(downstream, GatewayError::method_not_allowed(msg.method_string(), path),
-                          request_id);
+      // Not send_error(): its Allow is POST, the routed paths' method.
+      HeaderList headers;
+      headers.emplace_back("content-type", "application/json");
+      headers.emplace_back("x-request-id", request_id);
+      headers.emplace_back("allow", "GET");
+      co_await downstream->send_response(
+          405, std::move(headers),
+          error_body(GatewayError::method_not_allowed(msg.method_string(), path)));
       co_return;
     }
     gm.http_requests(200).Increment();
@@ -454,9 +469,10 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
   std::optional<uint64_t> content_length;
   if (const auto cl = parser->content_length()) content_length = *cl;
   const std::string client_model = target != info.model ? info.model : std::string();
-  bool buffered = json && !sse &&
-                  (!content_length || *content_length <= limits.max_response_body_bytes);
-  if (!success) worker->metrics().request_error(info.model, target, std::to_string(status)).Increment();
+  bool buffered =
+      json && !sse && (!content_length || *content_length <= limits.max_response_body_bytes);
+  if (!success)
+    worker->metrics().request_error(info.model, target, std::to_string(status)).Increment();
 
   std::array<char, kRelayChunk> chunk;
   Usage usage;
@@ -479,10 +495,11 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
         }
         gm.upstream_errors(r.ec == beast::error::timeout ? "timeout" : "reset").Increment();
         worker->metrics().request_error(info.model, target, "upstream_reset").Increment();
-        const auto err = r.ec == beast::error::timeout
-                             ? GatewayError::gateway_timeout("the endpoint stopped sending the response")
-                             : GatewayError::bad_gateway(fmt::format(
-                                   "the endpoint failed while sending the response: {}", r.ec.message()));
+        const auto err =
+            r.ec == beast::error::timeout
+                ? GatewayError::gateway_timeout("the endpoint stopped sending the response")
+                : GatewayError::bad_gateway(fmt::format(
+                      "the endpoint failed while sending the response: {}", r.ec.message()));
         co_await send_error(downstream, err, request_id);
         co_return;
       }

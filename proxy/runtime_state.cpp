@@ -55,11 +55,12 @@ RuntimeStatePtr StateBuilder::build(config::SnapshotPtr snapshot) {
   }
   // Forget endpoints no snapshot references any more.
   for (auto it = endpoints_.begin(); it != endpoints_.end();) {
-    if (it->second.expired()) it = endpoints_.erase(it);
-    else ++it;
+    if (it->second.expired())
+      it = endpoints_.erase(it);
+    else
+      ++it;
   }
-  return std::make_shared<const RuntimeState>(std::move(snapshot), ++generation_,
-                                              std::move(pools));
+  return std::make_shared<const RuntimeState>(std::move(snapshot), ++generation_, std::move(pools));
 }
 
 }  // namespace infergate::proxy

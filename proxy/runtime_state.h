@@ -26,10 +26,14 @@ struct EndpointRuntime {
   std::atomic<int64_t> in_flight{0};
   std::atomic<uint64_t> requests_total{0};
   std::atomic<uint64_t> failures_total{0};
+  // Dispatched to this endpoint since its last successful scrape (requests and prompt bytes):
+  // lets the scheduler correct stale engine numbers during a burst. Reset by the scraper.
+  std::atomic<int64_t> dispatched_since_scrape{0};
+  std::atomic<int64_t> prompt_bytes_since_scrape{0};
 };
 
 struct PoolRuntime {
-  std::string key;  // namespace/name
+  std::string key;                              // namespace/name
   const config::InferencePool* pool = nullptr;  // into RuntimeState::config
   std::vector<std::shared_ptr<EndpointRuntime>> endpoints;
 };

@@ -26,6 +26,21 @@ Worker::Worker(GatewayContext& context, unsigned index)
            static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())),
       metrics_cache_(context.metrics) {}
 
+Worker::~Worker() {
+  if (thread_.joinable()) {
+    io_.stop();
+    thread_.join();
+  }
+  // Connections cut short by stop() (drain timeout) are coroutine frames still suspended in io_.
+  // They reference this worker's members (sessions_, upstreams_), which are destroyed before
+  // io_: close their sockets and let them unwind now, while everything is alive.
+  error_code ignored;
+  for (auto& a : acceptors_) a->close(ignored);
+  for (auto& s : sessions_) s.stream->socket().close(ignored);
+  io_.restart();
+  io_.run_for(std::chrono::seconds(2));
+}
+
 void Worker::add_acceptor(tcp::acceptor acceptor, bool tls) {
   acceptors_.push_back(std::make_unique<tcp::acceptor>(std::move(acceptor)));
   acceptor_tls_.push_back(tls);
@@ -46,7 +61,9 @@ void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Worker::stop() { io_.stop(); }
+void Worker::stop() {
+  io_.stop();
+}
 
 void Worker::begin_drain() {
   asio::post(io_, [this] {
@@ -90,8 +107,8 @@ routing::Picker& Worker::picker(const RuntimeState& state) {
 std::string Worker::new_request_id() {
   const uint64_t a = rng_.next(), b = rng_.next();
   // UUID v4 layout.
-  return fmt::format("{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff,
-                     a & 0xfff, ((b >> 48) & 0x3fff) | 0x8000, b & 0xffffffffffffull);
+  return fmt::format("{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xfff,
+                     ((b >> 48) & 0x3fff) | 0x8000, b & 0xffffffffffffull);
 }
 
 Worker::SessionHandle Worker::register_session(beast::tcp_stream* stream) {

@@ -23,6 +23,7 @@ namespace infergate::proxy {
 class Worker {
  public:
   Worker(GatewayContext& context, unsigned index);
+  ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 

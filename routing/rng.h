@@ -27,7 +27,9 @@ class Rng {
   }
 
   // Uniform in [0, n); n > 0. Lemire's multiply-shift (bias below 2^-64 * n, irrelevant here).
-  uint64_t below(uint64_t n) { return static_cast<uint64_t>((static_cast<__uint128_t>(next()) * n) >> 64); }
+  uint64_t below(uint64_t n) {
+    return static_cast<uint64_t>((static_cast<__uint128_t>(next()) * n) >> 64);
+  }
 
   // Uniform in [0, 1).
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }

@@ -275,9 +275,9 @@ TEST_CASE("ProxyConfig: modelServerMetrics") {
   CHECK(d->proxy.model_server_metrics.engine_type == "auto");
   CHECK(d->proxy.model_server_metrics.enabled == defaults.enabled);
 
-  auto s = load_ok(proxy(
-      "  modelServerMetrics: {interval: 25ms, timeout: 500ms, staleAfter: 1s, path: /m, "
-      "engineType: sglang, enabled: false}\n"));
+  auto s = load_ok(
+      proxy("  modelServerMetrics: {interval: 25ms, timeout: 500ms, staleAfter: 1s, path: /m, "
+            "engineType: sglang, enabled: false}\n"));
   const auto& m = s->proxy.model_server_metrics;
   CHECK(m.interval == milliseconds(25));
   CHECK(m.timeout == milliseconds(500));
@@ -286,9 +286,12 @@ TEST_CASE("ProxyConfig: modelServerMetrics") {
   CHECK(m.engine_type == "sglang");
   CHECK_FALSE(m.enabled);
 
-  auto r = load_bad(proxy("  modelServerMetrics: {engineType: vlm, path: metrics, interval: -1s}\n"));
+  auto r =
+      load_bad(proxy("  modelServerMetrics: {engineType: vlm, path: metrics, interval: -1s}\n"));
   auto e = errors(r);
-  CHECK_HAS(e, "unknown engine type \"vlm\" (valid: auto, vllm, sglang or trtllm); did you mean \"vllm\"?");
+  CHECK_HAS(
+      e,
+      "unknown engine type \"vlm\" (valid: auto, vllm, sglang or trtllm); did you mean \"vllm\"?");
   CHECK_HAS(e, "spec.modelServerMetrics.path: must be an absolute path such as /metrics");
   CHECK_HAS(e, "spec.modelServerMetrics.interval:");
 }

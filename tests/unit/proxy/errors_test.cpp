@@ -34,12 +34,16 @@ Parsed parse(const std::string& body) {
 }  // namespace
 
 TEST_CASE("error envelope has OpenAI's shape for every constructor") {
-  const GatewayError all[] = {
-      GatewayError::bad_request("bad", "model"), GatewayError::model_not_found("m"),
-      GatewayError::not_found("/x"),          GatewayError::method_not_allowed("GET", "/v1/x"),
-      GatewayError::request_timeout(),        GatewayError::payload_too_large(10),
-      GatewayError::headers_too_large(10),    GatewayError::bad_gateway("b"),
-      GatewayError::unavailable("u"),         GatewayError::gateway_timeout("t")};
+  const GatewayError all[] = {GatewayError::bad_request("bad", "model"),
+                              GatewayError::model_not_found("m"),
+                              GatewayError::not_found("/x"),
+                              GatewayError::method_not_allowed("GET", "/v1/x"),
+                              GatewayError::request_timeout(),
+                              GatewayError::payload_too_large(10),
+                              GatewayError::headers_too_large(10),
+                              GatewayError::bad_gateway("b"),
+                              GatewayError::unavailable("u"),
+                              GatewayError::gateway_timeout("t")};
   const int statuses[] = {400, 404, 404, 405, 408, 413, 431, 502, 503, 504};
   for (size_t i = 0; i < std::size(all); ++i) {
     CAPTURE(i);

@@ -71,7 +71,7 @@ TEST_CASE("admin JSON documents parse") {
   proxy::StateBuilder builder;
   auto state = builder.build(make_snapshot({"10.0.0.1", "10.0.0.2"}));
   simdjson::dom::parser parser;
-  auto eps = parser.parse(proxy::AdminServer::endpoints_json(*state));
+  auto eps = parser.parse(proxy::AdminServer::endpoints_json(*state, nullptr));
   REQUIRE(eps.error() == simdjson::SUCCESS);
   simdjson::dom::array list = eps["endpoints"];
   CHECK(list.size() == 2);
