@@ -1,5 +1,7 @@
 #include "common/log.h"
 
+#include "common/json_escape.h"
+
 #include <unistd.h>
 
 #include <atomic>
@@ -26,34 +28,6 @@ const char* level_name(Level l) {
       return "off";
   }
   return "?";
-}
-
-void json_escape(std::string& out, std::string_view s) {
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(c)));
-        } else {
-          out += c;
-        }
-    }
-  }
 }
 
 bool needs_quotes(std::string_view s) {
@@ -123,13 +97,13 @@ void write(Level level, std::string_view msg, std::initializer_list<Field> field
     line += "\",\"level\":\"";
     line += level_name(level);
     line += "\",\"msg\":\"";
-    json_escape(line, msg);
+    append_json_escaped(line, msg);
     line += '"';
     for (const auto& [k, v] : fields) {
       line += ",\"";
-      json_escape(line, k);
+      append_json_escaped(line, k);
       line += "\":\"";
-      json_escape(line, v);
+      append_json_escaped(line, v);
       line += '"';
     }
     line += "}\n";
@@ -145,7 +119,7 @@ void write(Level level, std::string_view msg, std::initializer_list<Field> field
       line += '=';
       if (needs_quotes(v)) {
         line += '"';
-        json_escape(line, v);
+        append_json_escaped(line, v);
         line += '"';
       } else {
         line += v;

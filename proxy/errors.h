@@ -4,6 +4,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/json_escape.h"
+
 namespace infergate::proxy {
 
 struct GatewayError {
@@ -29,7 +31,6 @@ struct GatewayError {
 // {"error":{"message":...,"type":...,"param":...,"code":...}}
 std::string error_body(const GatewayError& e);
 
-// Appends s JSON-escaped (no surrounding quotes).
-void append_json_escaped(std::string& out, std::string_view s);
+using infergate::append_json_escaped;
 
 }  // namespace infergate::proxy
