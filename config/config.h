@@ -68,14 +68,57 @@ struct LimitsConfig {
   uint32_t upstream_max_idle_per_endpoint = 64;  // idle keep-alive connections kept per worker
 };
 
-// The scheduler profiles the loader accepts for spec.scheduler.profile. Add a name here when
-// routing/ implements it.
-inline constexpr std::string_view kSchedulerProfiles[] = {"least-request"};
+// The scheduler profiles the loader accepts (routing/scheduler_config.h implements them).
+inline constexpr std::string_view kSchedulerProfiles[] = {
+    "default", "gie-default", "gie-legacy", "least-request", "round-robin", "random"};
+
+// Scheduler tunables (docs/scheduling.md). Every field is optional: unset means "the profile's
+// default" (routing::SchedulerConfig::defaults_for). The proxy copies what is set.
+struct SchedulerTunables {
+  std::optional<std::string> profile;
+  // weights
+  std::optional<double> weight_queue, weight_kv_cache, weight_prefix, weight_lora, weight_in_flight;
+  std::optional<double> queue_score_span, in_flight_score_span;
+  // saturation (admission and the default profile's filter)
+  std::optional<double> queue_depth_threshold, kv_cache_threshold, headroom;
+  std::optional<std::chrono::milliseconds> metrics_staleness;
+  // prefix cache
+  std::optional<bool> prefix_auto_tune;
+  std::optional<uint32_t> prefix_block_size_tokens, prefix_bytes_per_token, prefix_max_blocks;
+  std::optional<uint64_t> prefix_lru_capacity_per_server;
+  // gie-legacy thresholds
+  std::optional<int> legacy_queueing_threshold_lora, legacy_queue_threshold_critical,
+      legacy_critical_priority;
+  std::optional<double> legacy_kv_cache_threshold, legacy_lora_affinity_threshold;
+};
+
+// Flow control (issue 4 §3): while a pool is saturated, requests of priority >= 0 wait in a
+// strict-priority queue instead of going to an overloaded pod. Off by default.
+struct FlowControlConfig {
+  bool enabled = false;
+  uint32_t max_requests = 1000;           // per worker and pool; 429 beyond
+  uint64_t max_bytes = 64ull << 20;       // request bodies held, per worker and pool; 429 beyond
+  std::chrono::milliseconds ttl{30'000};  // 503 when a request waited this long
+};
 
 struct SchedulerConfig {
-  // For now only "least-request" (fewest in-flight, random tie-break) is implemented; the
-  // scheduler issue adds the rest. Unknown names are a config error.
-  std::string profile = "least-request";
+  SchedulerTunables defaults;  // spec.scheduler.*: every pool
+  // spec.scheduler.pools[]: per-pool overrides on top of `defaults`, by pool name
+  // ("namespace/name", or a bare name meaning namespace "default").
+  std::map<std::string, SchedulerTunables> pools;
+  uint64_t prefix_index_bytes = 64ull << 20;  // one process-wide budget for the prefix index
+  FlowControlConfig flow_control;
+  // Trusted clients may send `x-infergate-debug: scheduling` and get the decision back in the
+  // `x-infergate-scheduling` response header. Off by default (it reveals the fleet's state).
+  bool debug_header = false;
+  uint32_t retry_after_seconds = 1;  // Retry-After on 429 (shed, queue full)
+
+  // The profile name a pool uses.
+  std::string profile_for(const std::string& pool_key) const {
+    if (auto it = pools.find(pool_key); it != pools.end() && it->second.profile)
+      return *it->second.profile;
+    return defaults.profile.value_or("default");
+  }
 };
 
 // The engine metric names a pool's pods expose (SPEC §7). An endpoint label

@@ -46,9 +46,18 @@ struct PoolRef {
   SourceLocation name_where;  // spec.poolRef.name
 };
 
+// An entry of spec.scheduler.pools: the pool it names is checked against all documents.
+struct SchedulerPoolRef {
+  std::string key;   // "namespace/name" (a bare name means namespace "default")
+  std::string name;  // as written
+  std::string path;  // "spec.scheduler.pools[0].name"
+  SourceLocation where;
+};
+
 struct ParsedProxyConfig {
   DocMeta meta;
   ProxyConfig config;
+  std::vector<SchedulerPoolRef> scheduler_pools;
 };
 
 struct ParsedPool {

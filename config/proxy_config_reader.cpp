@@ -1,6 +1,7 @@
 // Reads the infergate.io/v1alpha1 ProxyConfig document. Unknown fields are errors here (the
 // document is ours, so an unknown field is a typo), with a "did you mean" hint.
 
+#include <cmath>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -39,8 +40,9 @@ void read_size_into(DocContext& ctx, const Field& field, uint64_t min, T* out) {
   *out = static_cast<T>(*parsed.value);
 }
 
-void read_duration_into(DocContext& ctx, const Field& field, bool allow_zero,
-                        std::chrono::milliseconds* out) {
+// `Out`: std::chrono::milliseconds or std::optional of it.
+template <typename Out>
+void read_duration_into(DocContext& ctx, const Field& field, bool allow_zero, Out* out) {
   if (!field.present()) return;
   if (!field.value.IsScalar()) {
     ctx.error(field.where, field.path,
@@ -232,15 +234,55 @@ void read_limits(DocContext& ctx, const Field& field, LimitsConfig& limits) {
                 &limits.upstream_max_idle_per_endpoint);
 }
 
-void read_scheduler(DocContext& ctx, const Field& field, SchedulerConfig& scheduler) {
-  MapReader m(ctx, field, {"profile"});
-  if (!m.valid()) return;
-  Field profile = m.get("profile");
+// The bounds of a floating-point field; each side open or closed.
+struct NumberRange {
+  double min = -std::numeric_limits<double>::infinity();
+  bool min_open = false;  // value > min (else >=)
+  double max = std::numeric_limits<double>::infinity();
+  bool max_open = false;  // value < max (else <=)
+
+  bool contains(double v) const {
+    return (min_open ? v > min : v >= min) && (max_open ? v < max : v <= max);
+  }
+  std::string describe() const {
+    if (std::isinf(max)) return fmt::format("must be {} {}", min_open ? ">" : ">=", min);
+    return fmt::format("must be in {}{}, {}{}", min_open ? "(" : "[", min, max,
+                       max_open ? ")" : "]");
+  }
+};
+
+constexpr NumberRange kNonNegative{.min = 0};
+constexpr NumberRange kPositive{.min = 0, .min_open = true};
+constexpr NumberRange kFractionOpenZero{.min = 0, .min_open = true, .max = 1};  // (0, 1]
+constexpr NumberRange kFraction{.min = 0, .max = 1};                            // [0, 1]
+
+void read_number_into(DocContext& ctx, const Field& field, const NumberRange& range,
+                      std::optional<double>* out) {
+  auto v = read_number(ctx, field);
+  if (!v) return;
+  if (!range.contains(*v)) {
+    ctx.error(field.where, field.path,
+              fmt::format("{} (got {})", range.describe(), field.value.Scalar()));
+    return;
+  }
+  *out = *v;
+}
+
+template <typename T>
+void read_int_into(DocContext& ctx, const Field& field, int64_t min, int64_t max,
+                   std::optional<T>* out) {
+  if (auto v = read_int(ctx, field, min, max)) *out = static_cast<T>(*v);
+}
+
+constexpr int64_t kIntMax = std::numeric_limits<int>::max();
+constexpr int64_t kUint32Max = std::numeric_limits<uint32_t>::max();
+
+void read_profile(DocContext& ctx, const Field& profile, std::optional<std::string>* out) {
   auto name = read_string(ctx, profile);
   if (!name) return;
   for (auto known : kSchedulerProfiles) {
     if (known == *name) {
-      scheduler.profile = *name;
+      *out = *name;
       return;
     }
   }
@@ -249,6 +291,130 @@ void read_scheduler(DocContext& ctx, const Field& field, SchedulerConfig& schedu
   if (auto hint = closest_match(*name, kSchedulerProfiles))
     message += fmt::format("; did you mean \"{}\"?", *hint);
   ctx.error(profile.where, profile.path, message);
+}
+
+// The tunables a pool may override: the same keys at spec.scheduler and in each
+// spec.scheduler.pools[] entry (docs/scheduling.md gives their meaning).
+void read_tunables(DocContext& ctx, const MapReader& m, SchedulerTunables& t) {
+  read_profile(ctx, m.get("profile"), &t.profile);
+
+  MapReader w(ctx, m.get("weights"),
+              {"queue", "kvCache", "prefixCache", "loraAffinity", "inFlight"});
+  if (w.valid()) {
+    read_number_into(ctx, w.get("queue"), kNonNegative, &t.weight_queue);
+    read_number_into(ctx, w.get("kvCache"), kNonNegative, &t.weight_kv_cache);
+    read_number_into(ctx, w.get("prefixCache"), kNonNegative, &t.weight_prefix);
+    read_number_into(ctx, w.get("loraAffinity"), kNonNegative, &t.weight_lora);
+    read_number_into(ctx, w.get("inFlight"), kNonNegative, &t.weight_in_flight);
+  }
+  read_number_into(ctx, m.get("queueScoreSpan"), kNonNegative, &t.queue_score_span);
+  read_number_into(ctx, m.get("inFlightScoreSpan"), kNonNegative, &t.in_flight_score_span);
+
+  MapReader sat(
+      ctx, m.get("saturation"),
+      {"queueDepthThreshold", "kvCacheThreshold", "metricsStalenessThreshold", "headroom"});
+  if (sat.valid()) {
+    read_number_into(ctx, sat.get("queueDepthThreshold"), kPositive, &t.queue_depth_threshold);
+    read_number_into(ctx, sat.get("kvCacheThreshold"), kFractionOpenZero, &t.kv_cache_threshold);
+    read_duration_into(ctx, sat.get("metricsStalenessThreshold"), false, &t.metrics_staleness);
+    read_number_into(ctx, sat.get("headroom"), kNonNegative, &t.headroom);
+  }
+
+  MapReader prefix(
+      ctx, m.get("prefixCache"),
+      {"autoTune", "blockSizeTokens", "bytesPerToken", "maxPrefixBlocks", "lruCapacityPerServer"});
+  if (prefix.valid()) {
+    if (auto v = read_bool(ctx, prefix.get("autoTune"))) t.prefix_auto_tune = *v;
+    read_int_into(ctx, prefix.get("blockSizeTokens"), 1, kUint32Max, &t.prefix_block_size_tokens);
+    read_int_into(ctx, prefix.get("bytesPerToken"), 1, kUint32Max, &t.prefix_bytes_per_token);
+    read_int_into(ctx, prefix.get("maxPrefixBlocks"), 1, 4096, &t.prefix_max_blocks);
+    read_int_into(ctx, prefix.get("lruCapacityPerServer"), 1, std::numeric_limits<int64_t>::max(),
+                  &t.prefix_lru_capacity_per_server);
+  }
+
+  MapReader legacy(ctx, m.get("legacy"),
+                   {"queueingThresholdLoRA", "queueThresholdCritical", "kvCacheThreshold",
+                    "loraAffinityThreshold", "criticalPriority"});
+  if (legacy.valid()) {
+    read_int_into(ctx, legacy.get("queueingThresholdLoRA"), 0, kIntMax,
+                  &t.legacy_queueing_threshold_lora);
+    read_int_into(ctx, legacy.get("queueThresholdCritical"), 0, kIntMax,
+                  &t.legacy_queue_threshold_critical);
+    read_number_into(ctx, legacy.get("kvCacheThreshold"), kFractionOpenZero,
+                     &t.legacy_kv_cache_threshold);
+    read_number_into(ctx, legacy.get("loraAffinityThreshold"), kFraction,
+                     &t.legacy_lora_affinity_threshold);
+    read_int_into(ctx, legacy.get("criticalPriority"), std::numeric_limits<int>::min(), kIntMax,
+                  &t.legacy_critical_priority);
+  }
+}
+
+void read_flow_control(DocContext& ctx, const Field& field, FlowControlConfig& out) {
+  MapReader m(ctx, field, {"enabled", "maxRequests", "maxBytes", "ttl"});
+  if (!m.valid()) return;
+  if (auto enabled = read_bool(ctx, m.get("enabled"))) out.enabled = *enabled;
+  read_int_into(ctx, m.get("maxRequests"), 1, kUint32Max, &out.max_requests);
+  read_size_into(ctx, m.get("maxBytes"), 1, &out.max_bytes);
+  read_duration_into(ctx, m.get("ttl"), false, &out.ttl);
+}
+
+// spec.scheduler.pools: per-pool overrides. Whether each named pool exists is checked across
+// documents (resolver.cpp), from `refs`.
+void read_scheduler_pools(DocContext& ctx, const Field& field, SchedulerConfig& scheduler,
+                          std::vector<SchedulerPoolRef>& refs) {
+  auto items = read_sequence(ctx, field);
+  if (!items) return;
+  std::map<std::string, SourceLocation> seen;  // pool key -> first entry's name
+  for (const Field& item : *items) {
+    MapReader entry(ctx, item,
+                    {"name", "profile", "weights", "queueScoreSpan", "inFlightScoreSpan",
+                     "saturation", "prefixCache", "legacy"});
+    if (!entry.valid()) {
+      if (!item.present()) ctx.error(item.where, item.path, "must be a mapping, not null");
+      continue;
+    }
+    SchedulerTunables tunables;
+    read_tunables(ctx, entry, tunables);
+    Field name = entry.require("name");
+    auto text = name.present() ? read_nonempty_string(ctx, name) : std::nullopt;
+    if (!text) continue;
+    std::string key;
+    size_t slash = text->find('/');
+    if (slash == std::string::npos) {
+      key = "default/" + *text;
+    } else if (slash == 0 || slash + 1 == text->size() ||
+               text->find('/', slash + 1) != std::string::npos) {
+      ctx.error(name.where, name.path,
+                fmt::format("\"{}\" must be a pool name or \"namespace/name\"", *text));
+      continue;
+    } else {
+      key = *text;
+    }
+    auto [it, inserted] = seen.emplace(key, name.where);
+    if (!inserted) {
+      ctx.error(name.where, name.path,
+                fmt::format("pool {} is already configured by another entry (line {})", key,
+                            it->second.line));
+      continue;
+    }
+    refs.push_back(SchedulerPoolRef{key, *text, name.path, name.where});
+    scheduler.pools.emplace(key, std::move(tunables));
+  }
+}
+
+void read_scheduler(DocContext& ctx, const Field& field, SchedulerConfig& scheduler,
+                    std::vector<SchedulerPoolRef>& pool_refs) {
+  MapReader m(
+      ctx, field,
+      {"profile", "weights", "queueScoreSpan", "inFlightScoreSpan", "saturation", "prefixCache",
+       "legacy", "prefixIndexBytes", "flowControl", "debugHeader", "retryAfterSeconds", "pools"});
+  if (!m.valid()) return;
+  read_tunables(ctx, m, scheduler.defaults);
+  read_size_into(ctx, m.get("prefixIndexBytes"), 131072, &scheduler.prefix_index_bytes);
+  read_flow_control(ctx, m.get("flowControl"), scheduler.flow_control);
+  if (auto v = read_bool(ctx, m.get("debugHeader"))) scheduler.debug_header = *v;
+  read_int_into(ctx, m.get("retryAfterSeconds"), 1, 3600, &scheduler.retry_after_seconds);
+  read_scheduler_pools(ctx, m.get("pools"), scheduler, pool_refs);
 }
 
 void read_model_server_metrics(DocContext& ctx, const Field& field, ModelServerMetricsConfig& out) {
@@ -300,7 +466,7 @@ void read_proxy_config(DocContext& ctx, const YAML::Node& root, DocMeta meta, Do
   read_admin(ctx, spec.get("admin"), config);
   read_endpoints(ctx, spec.get("endpoints"), config);
   read_limits(ctx, spec.get("limits"), config.limits);
-  read_scheduler(ctx, spec.get("scheduler"), config.scheduler);
+  read_scheduler(ctx, spec.get("scheduler"), config.scheduler, out.scheduler_pools);
   read_model_server_metrics(ctx, spec.get("modelServerMetrics"), config.model_server_metrics);
   docs.proxies.push_back(std::move(out));
 }

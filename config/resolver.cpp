@@ -43,6 +43,7 @@ class Resolver {
     snapshot->sources = docs_.sources;
     pick_proxy_config(*snapshot);
     index_pools(*snapshot);
+    check_scheduler_pools();
     drop_redefinitions();
     resolve_models(*snapshot);
     resolve_objectives(*snapshot);
@@ -102,6 +103,42 @@ class Resolver {
         continue;
       }
       snapshot.pools.push_back(p.pool);
+    }
+  }
+
+  // Every spec.scheduler.pools[] entry must name a defined pool (the first ProxyConfig's; a
+  // second one is an error already).
+  void check_scheduler_pools() {
+    if (docs_.proxies.empty()) return;
+    const ParsedProxyConfig& proxy = docs_.proxies.front();
+    for (const SchedulerPoolRef& ref : proxy.scheduler_pools) {
+      if (pools_.count(ref.key)) continue;
+      const std::string ns = ref.key.substr(0, ref.key.find('/'));
+      const std::string name = ref.key.substr(ns.size() + 1);
+      std::string message = fmt::format("InferencePool {} not found", ref.key);
+      std::vector<std::string> same_ns, elsewhere;
+      for (const auto& [key, pool] : pools_) {
+        if (pool->meta.namespace_ == ns) same_ns.push_back(pool->meta.name);
+        if (pool->meta.name == name) elsewhere.push_back(key);
+      }
+      std::vector<std::string_view> candidates(same_ns.begin(), same_ns.end());
+      if (auto hint = closest_match(name, candidates))
+        message += fmt::format(" (did you mean \"{}\"?)",
+                               ns == "default" && ref.name.find('/') == std::string::npos
+                                   ? std::string(*hint)
+                                   : fmt::format("{}/{}", ns, *hint));
+      else if (!elsewhere.empty() && ref.name.find('/') == std::string::npos)
+        message += fmt::format(
+            " (InferencePool {} exists; a bare name means namespace \"default\": write \"{}\")",
+            elsewhere.front(), elsewhere.front());
+      else if (!elsewhere.empty())
+        message += fmt::format(" (did you mean \"{}\"?)", elsewhere.front());
+      else if (!pools_.empty()) {
+        std::vector<std::string> keys;
+        for (const auto& [key, pool] : pools_) keys.push_back(key);
+        message += fmt::format(" (pools: {})", fmt::join(keys, ", "));
+      }
+      error(ref.where, proxy.meta, ref.path, message);
     }
   }
 

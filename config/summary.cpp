@@ -1,5 +1,8 @@
 // summary(): what `infergate --check` prints for a valid configuration.
 
+#include <string_view>
+#include <vector>
+
 #include <fmt/format.h>
 
 #include "config/loader.h"
@@ -35,6 +38,25 @@ std::string labels_text(const std::map<std::string, std::string>& labels) {
   return out.empty() ? "(none)" : out;
 }
 
+// " (tunes weights, saturation)": the groups of tunables a pool override sets besides the
+// profile; "" when none.
+std::string overridden_text(const SchedulerTunables& t) {
+  std::vector<std::string_view> groups;
+  if (t.weight_queue || t.weight_kv_cache || t.weight_prefix || t.weight_lora || t.weight_in_flight)
+    groups.push_back("weights");
+  if (t.queue_score_span || t.in_flight_score_span) groups.push_back("score spans");
+  if (t.queue_depth_threshold || t.kv_cache_threshold || t.headroom || t.metrics_staleness)
+    groups.push_back("saturation");
+  if (t.prefix_auto_tune || t.prefix_block_size_tokens || t.prefix_bytes_per_token ||
+      t.prefix_max_blocks || t.prefix_lru_capacity_per_server)
+    groups.push_back("prefixCache");
+  if (t.legacy_queueing_threshold_lora || t.legacy_queue_threshold_critical ||
+      t.legacy_critical_priority || t.legacy_kv_cache_threshold || t.legacy_lora_affinity_threshold)
+    groups.push_back("legacy");
+  if (groups.empty()) return {};
+  return fmt::format(" (tunes {})", fmt::join(groups, ", "));
+}
+
 }  // namespace
 
 std::string summary(const Snapshot& s) {
@@ -56,7 +78,10 @@ std::string summary(const Snapshot& s) {
                          : std::string(" (http/1.1)")));
   line(fmt::format("admin: {}", p.admin.enabled ? join_host_port(p.admin.host, p.admin.port)
                                                 : std::string("disabled")));
-  line(fmt::format("scheduler: {}", p.scheduler.profile));
+  line(fmt::format("scheduler: {}", p.scheduler.defaults.profile.value_or("default")));
+  for (const auto& [key, tunables] : p.scheduler.pools)
+    line(fmt::format("  pool {}: {}{}", key, p.scheduler.profile_for(key),
+                     overridden_text(tunables)));
 
   line(fmt::format("pools: {}", s.pools.size()));
   for (const auto& pool : s.pools) {

@@ -1,6 +1,7 @@
 #include "config/yaml_reader.h"
 
 #include <charconv>
+#include <cmath>
 #include <set>
 
 #include <fmt/format.h>
@@ -251,6 +252,34 @@ std::optional<int64_t> read_int(DocContext& ctx, const Field& field, int64_t min
   if (ec == std::errc::result_out_of_range || value < min || value > max) {
     ctx.error(field.where, field.path,
               fmt::format("must be between {} and {} (got {})", min, max, text));
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<double> read_number(DocContext& ctx, const Field& field) {
+  if (!field.present()) return std::nullopt;
+  if (!field.value.IsScalar()) {
+    ctx.error(field.where, field.path,
+              fmt::format("must be a number, not {}", type_name(field.value)));
+    return std::nullopt;
+  }
+  const std::string& text = field.value.Scalar();
+  const std::string& tag = field.value.Tag();
+  if (!is_plain(field.value) && tag != "tag:yaml.org,2002:int" &&
+      tag != "tag:yaml.org,2002:float") {
+    ctx.error(field.where, field.path,
+              fmt::format("must be a number, not the string \"{}\" (remove the quotes)", text));
+    return std::nullopt;
+  }
+  std::string_view digits = text;
+  if (!digits.empty() && digits.front() == '+') digits.remove_prefix(1);
+  double value = 0;
+  auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  // from_chars also reads "inf" and "nan"; YAML spells them ".inf" and ".nan": both refused.
+  if (digits.empty() || ptr != digits.data() + digits.size() || ec != std::errc() ||
+      !std::isfinite(value)) {
+    ctx.error(field.where, field.path, fmt::format("must be a number (got \"{}\")", text));
     return std::nullopt;
   }
   return value;

@@ -131,6 +131,9 @@ std::optional<std::string> read_string(DocContext& ctx, const Field& field);
 // Non-empty string.
 std::optional<std::string> read_nonempty_string(DocContext& ctx, const Field& field);
 std::optional<int64_t> read_int(DocContext& ctx, const Field& field, int64_t min, int64_t max);
+// A finite number: a plain YAML integer or float ("2", "0.8", "1e-3"); quoted text, .inf and
+// .nan are errors. Range checks are the caller's.
+std::optional<double> read_number(DocContext& ctx, const Field& field);
 std::optional<bool> read_bool(DocContext& ctx, const Field& field);
 // One of `allowed` (case-sensitive), with a hint when close to one of them.
 std::optional<std::string> read_enum(DocContext& ctx, const Field& field,

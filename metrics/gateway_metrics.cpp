@@ -88,6 +88,16 @@ GatewayMetrics::GatewayMetrics() : registry_(std::make_shared<prometheus::Regist
                              "The average number of requests waiting in the pool's model "
                              "servers.")
                          .Register(r);
+  scheduling_decisions_ = &BuildCounter()
+                               .Name("infergate_scheduling_decisions_total")
+                               .Help("Scheduling decisions by pool and by what decided them.")
+                               .Register(r);
+  shed_ = &BuildCounter()
+               .Name("infergate_shed_requests_total")
+               .Help(
+                   "Requests refused by admission (saturated pool, full queue, queue "
+                   "timeout), by pool and reason.")
+               .Register(r);
   ttft_ = &BuildHistogram()
                .Name("infergate_time_to_first_token_seconds")
                .Help(
@@ -175,6 +185,18 @@ prometheus::Counter* GatewayMetrics::request_error(std::string_view model, std::
                                      {"error_code", std::string(error_code)}});
 }
 
+prometheus::Counter* GatewayMetrics::scheduling_decision(std::string_view pool,
+                                                         std::string_view reason) {
+  std::lock_guard lock(mu_);
+  return &scheduling_decisions_->Add(
+      {{"pool", std::string(pool)}, {"reason", std::string(reason)}});
+}
+
+prometheus::Counter* GatewayMetrics::shed(std::string_view pool, std::string_view reason) {
+  std::lock_guard lock(mu_);
+  return &shed_->Add({{"pool", std::string(pool)}, {"reason", std::string(reason)}});
+}
+
 prometheus::Counter& GatewayMetrics::http_requests(int status) {
   int cls = status / 100;
   if (cls < 1 || cls > 5) cls = 0;
@@ -216,6 +238,22 @@ prometheus::Counter& MetricsCache::request_error(std::string_view model, std::st
   }
   return *errors_.emplace(std::move(key), metrics_.request_error(model, target, error_code))
               .first->second;
+}
+
+prometheus::Counter& MetricsCache::scheduling_decision(std::string_view pool,
+                                                       std::string_view reason) {
+  std::string key = cache_key(pool, reason, "");
+  auto it = decisions_.find(key);
+  if (it != decisions_.end()) return *it->second;
+  return *decisions_.emplace(std::move(key), metrics_.scheduling_decision(pool, reason))
+              .first->second;
+}
+
+prometheus::Counter& MetricsCache::shed(std::string_view pool, std::string_view reason) {
+  std::string key = cache_key(pool, reason, "");
+  auto it = shed_.find(key);
+  if (it != shed_.end()) return *it->second;
+  return *shed_.emplace(std::move(key), metrics_.shed(pool, reason)).first->second;
 }
 
 }  // namespace infergate::metrics

@@ -59,6 +59,12 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Gauge>& pool_ready_pods() { return *pool_ready_pods_; }
   prometheus::Family<prometheus::Counter>& config_reloads() { return *config_reloads_; }
   prometheus::Family<prometheus::Gauge>& pool_average_kv_cache() { return *pool_avg_kv_; }
+  // infergate_scheduling_decisions_total{pool, reason}: why each pick was made (reasons are
+  // routing's bounded set). Takes a lock: through MetricsCache.
+  prometheus::Counter* scheduling_decision(std::string_view pool, std::string_view reason);
+  // infergate_shed_requests_total{pool, reason}: 429/503 from admission (saturated,
+  // queue_full, queue_timeout). Takes a lock: through MetricsCache.
+  prometheus::Counter* shed(std::string_view pool, std::string_view reason);
   prometheus::Family<prometheus::Gauge>& pool_average_queue() { return *pool_avg_queue_; }
 
  private:
@@ -78,6 +84,8 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Gauge>* pool_ready_pods_;
   prometheus::Family<prometheus::Counter>* config_reloads_;
   prometheus::Family<prometheus::Gauge>* pool_avg_kv_;
+  prometheus::Family<prometheus::Counter>* scheduling_decisions_;
+  prometheus::Family<prometheus::Counter>* shed_;
   prometheus::Family<prometheus::Gauge>* pool_avg_queue_;
 
   prometheus::Counter* http_by_class_[6] = {};
@@ -101,12 +109,16 @@ class MetricsCache {
   const ModelMetrics& model(std::string_view model, std::string_view target, int priority);
   prometheus::Counter& request_error(std::string_view model, std::string_view target,
                                      std::string_view error_code);
+  prometheus::Counter& scheduling_decision(std::string_view pool, std::string_view reason);
+  prometheus::Counter& shed(std::string_view pool, std::string_view reason);
   GatewayMetrics& gateway() { return metrics_; }
 
  private:
   GatewayMetrics& metrics_;
   std::unordered_map<std::string, ModelMetrics> models_;
   std::unordered_map<std::string, prometheus::Counter*> errors_;
+  std::unordered_map<std::string, prometheus::Counter*> decisions_;  // pool and reason: bounded
+  std::unordered_map<std::string, prometheus::Counter*> shed_;
 };
 
 }  // namespace infergate::metrics

@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "proxy/errors.h"
+#include "proxy/runtime_state.h"
 #include "proxy/scraper.h"
 
 namespace infergate::proxy {
@@ -37,6 +38,37 @@ const char* criticality_name(config::Criticality c) {
       return "Sheddable";
   }
   return "Standard";
+}
+
+// The effective scheduler configuration: per pool, routing's resolved values (profile
+// defaults with the configured overrides applied), so what is shown is what runs.
+std::string scheduler_json(const config::Snapshot& s) {
+  const auto& sc = s.proxy.scheduler;
+  std::string out = fmt::format(
+      "{{\"profile\":{},\"prefixIndexBytes\":{},\"debugHeader\":{},\"retryAfterSeconds\":{},"
+      "\"flowControl\":{{\"enabled\":{},\"maxRequests\":{},\"maxBytes\":{},\"ttlMs\":{}}},"
+      "\"pools\":{{",
+      quoted(sc.defaults.profile.value_or("default")), sc.prefix_index_bytes, sc.debug_header,
+      sc.retry_after_seconds, sc.flow_control.enabled, sc.flow_control.max_requests,
+      sc.flow_control.max_bytes, sc.flow_control.ttl.count());
+  for (size_t i = 0; i < s.pools.size(); ++i) {
+    const auto key = config::Snapshot::pool_key(s.pools[i].namespace_, s.pools[i].name);
+    const auto c = scheduler_config_for(sc, key, s.proxy.model_server_metrics.stale_after);
+    const auto& w = c.weights;
+    out += (i ? "," : "") +
+           fmt::format(
+               "{}:{{\"profile\":{},\"weights\":{{\"queue\":{},\"kvCache\":{},"
+               "\"prefixCache\":{},\"loraAffinity\":{},\"inFlight\":{}}},"
+               "\"saturation\":{{\"queueDepthThreshold\":{},\"kvCacheThreshold\":{},"
+               "\"metricsStalenessMs\":{},\"headroom\":{}}}}}",
+               quoted(key), quoted(routing::profile_name(c.profile)), w.queue, w.kv_cache, w.prefix,
+               w.lora, w.in_flight, c.saturation.queue_depth_threshold,
+               c.saturation.kv_cache_threshold,
+               std::chrono::duration_cast<std::chrono::milliseconds>(c.saturation.metrics_staleness)
+                   .count(),
+               c.saturation.headroom);
+  }
+  return out + "}}";
 }
 
 }  // namespace
@@ -220,18 +252,17 @@ std::string AdminServer::config_json(const config::Snapshot& s) {
   }
   const auto& lim = p.limits;
   out += fmt::format(
-      "],\"admin\":{{\"address\":{},\"enabled\":{}}},\"scheduler\":{{\"profile\":{}}},"
+      "],\"admin\":{{\"address\":{},\"enabled\":{}}},\"scheduler\":{},"
       "\"limits\":{{\"maxRequestBodyBytes\":{},\"maxRequestHeaderBytes\":{},"
       "\"maxResponseBodyBytes\":{},\"headerTimeoutMs\":{},\"bodyTimeoutMs\":{},"
       "\"idleTimeoutMs\":{},\"upstreamConnectTimeoutMs\":{},\"upstreamResponseTimeoutMs\":{},"
       "\"upstreamIdleTimeoutMs\":{},\"drainTimeoutMs\":{},\"maxRetries\":{},"
       "\"upstreamMaxIdlePerEndpoint\":{}}},\"endpoints\":[",
-      quoted(p.admin.address), p.admin.enabled, quoted(p.scheduler.profile),
-      lim.max_request_body_bytes, lim.max_request_header_bytes, lim.max_response_body_bytes,
-      lim.header_timeout.count(), lim.body_timeout.count(), lim.idle_timeout.count(),
-      lim.upstream_connect_timeout.count(), lim.upstream_response_timeout.count(),
-      lim.upstream_idle_timeout.count(), lim.drain_timeout.count(), lim.max_retries,
-      lim.upstream_max_idle_per_endpoint);
+      quoted(p.admin.address), p.admin.enabled, scheduler_json(s), lim.max_request_body_bytes,
+      lim.max_request_header_bytes, lim.max_response_body_bytes, lim.header_timeout.count(),
+      lim.body_timeout.count(), lim.idle_timeout.count(), lim.upstream_connect_timeout.count(),
+      lim.upstream_response_timeout.count(), lim.upstream_idle_timeout.count(),
+      lim.drain_timeout.count(), lim.max_retries, lim.upstream_max_idle_per_endpoint);
   for (size_t i = 0; i < p.endpoints.size(); ++i) {
     const auto& e = p.endpoints[i];
     out += (i ? "," : "") + fmt::format("{{\"name\":{},\"address\":{},\"labels\":{}}}",

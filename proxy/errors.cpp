@@ -66,6 +66,9 @@ GatewayError GatewayError::headers_too_large(uint32_t limit) {
           fmt::format("The request headers are larger than the limit of {} bytes.", limit),
           {}};
 }
+GatewayError GatewayError::too_many_requests(std::string_view code, std::string message) {
+  return {429, "rate_limit_error", code, std::move(message), {}};
+}
 GatewayError GatewayError::bad_gateway(std::string message) {
   return {502, "server_error", "upstream_error", std::move(message), {}};
 }

@@ -23,6 +23,8 @@ struct GatewayError {
   static GatewayError request_timeout();
   static GatewayError payload_too_large(uint64_t limit);
   static GatewayError headers_too_large(uint32_t limit);
+  // 429: code is "pool_saturated" (sheddable request, saturated pool) or "queue_full".
+  static GatewayError too_many_requests(std::string_view code, std::string message);
   static GatewayError bad_gateway(std::string message);
   static GatewayError unavailable(std::string message);
   static GatewayError gateway_timeout(std::string message);

@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "proxy/errors.h"
 #include "proxy/openai_body.h"
+#include "proxy/scraper.h"
 #include "proxy/worker.h"
 
 namespace infergate::proxy {
@@ -20,6 +21,8 @@ using ResponseParser = http::response_parser<http::buffer_body>;
 
 constexpr uint32_t kUpstreamHeaderLimit = 64 * 1024;
 constexpr size_t kRelayChunk = 16 * 1024;
+// Consecutive failed scrapes after which an endpoint counts as not ready.
+constexpr uint64_t kUnreadyAfterFailures = 3;
 
 bool is_routed_path(std::string_view p) {
   return p == "/v1/completions" || p == "/v1/chat/completions" || p == "/v1/embeddings" ||
@@ -308,13 +311,46 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// One view per endpoint of the pool, id = its index in pool.endpoints. Metrics come from the
+// scraper's snapshot when it was built for this state's generation (else none yet: a reload
+// happened less than one scrape interval ago).
+void build_views(const PoolRuntime& pool, size_t pool_index, uint64_t generation,
+                 const MetricsSnapshot* samples, std::vector<routing::EndpointView>* out) {
+  out->clear();
+  const bool aligned = samples != nullptr && samples->generation == generation &&
+                       pool_index < samples->pools.size() &&
+                       samples->pools[pool_index].size() == pool.endpoints.size();
+  const auto now = Clock::now();
+  for (size_t i = 0; i < pool.endpoints.size(); ++i) {
+    const EndpointRuntime& ep = *pool.endpoints[i];
+    routing::EndpointView v;
+    v.id = static_cast<uint32_t>(i);
+    v.key = ep.id;
+    v.in_flight = ep.in_flight.load(std::memory_order_relaxed);
+    v.dispatched_since_scrape = ep.dispatched_since_scrape.load(std::memory_order_relaxed);
+    v.prompt_bytes_since_scrape = ep.prompt_bytes_since_scrape.load(std::memory_order_relaxed);
+    if (const EndpointSample* s = aligned ? samples->pools[pool_index][i].get() : nullptr) {
+      if (s->scraped_at != Clock::time_point{}) {
+        v.metrics = &s->metrics;
+        v.metrics_age = now - s->scraped_at;
+      }
+      // Unreachable (its metrics endpoint failed repeatedly): not ready, like a pod that
+      // fails its readiness probe.
+      v.ready = s->ok || s->failures < kUnreadyAfterFailures;
+    }
+    out->push_back(v);
+  }
+}
+
 }  // namespace
 
 awaitable<bool> send_error(Downstream* downstream, const GatewayError& error,
-                           const std::string& request_id) {
+                           const std::string& request_id, uint32_t retry_after_seconds) {
   HeaderList headers;
   headers.emplace_back("content-type", "application/json");
   headers.emplace_back("x-request-id", request_id);
+  if (retry_after_seconds > 0)
+    headers.emplace_back("retry-after", std::to_string(retry_after_seconds));
   if (error.status == 405) headers.emplace_back("allow", "POST");
   co_return co_await downstream->send_response(error.status, std::move(headers), error_body(error));
 }
@@ -407,9 +443,67 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
     features.prompt = std::string_view(body).substr(prompt_offset, info.prompt_length);
   prepare_upstream_request(msg, *request, request_id);
 
+  // What the scheduler sees of the pool: live counters plus the scraper's latest metrics
+  // (kept alive by `samples` for the whole request).
+  const size_t pool_index = static_cast<size_t>(pool - state->pools.data());
+  const auto& scrape_cfg = state->config->proxy.model_server_metrics;
+  const auto& sched_cfg = state->config->proxy.scheduler;
+  const routing::Scheduler& scheduler = *pool->scheduler;
+  MetricsSnapshotPtr samples = worker->context().engine_metrics.load(std::memory_order_acquire);
+  std::vector<routing::EndpointView> all_views;
+  build_views(*pool, pool_index, state->generation, samples.get(), &all_views);
+
+  // Admission (SPEC §6): while the pool is saturated, sheddable requests get 429 and, with flow
+  // control on, the others wait in priority order for capacity.
+  if (scrape_cfg.enabled && scheduler.saturation_detector().saturated(all_views)) {
+    if (resolution.priority < 0) {
+      gm.http_requests(429).Increment();
+      worker->metrics().shed(pool->key, "saturated").Increment();
+      worker->metrics().request_error(info.model, target, "pool_saturated").Increment();
+      co_await send_error(
+          downstream,
+          GatewayError::too_many_requests(
+              "pool_saturated", fmt::format("inference pool {} is saturated and the request is "
+                                            "sheddable (priority {})",
+                                            pool->key, resolution.priority)),
+          request_id, sched_cfg.retry_after_seconds);
+      co_return;
+    }
+    if (sched_cfg.flow_control.enabled) {
+      const FlowOutcome outcome = co_await worker->wait_for_capacity(
+          pool->key, sched_cfg.flow_control, resolution.priority, body.size());
+      if (outcome == FlowOutcome::kCancelled) {
+        gm.client_aborts().Increment();
+        co_return;
+      }
+      if (outcome != FlowOutcome::kAdmitted) {
+        const bool timeout = outcome == FlowOutcome::kExpired;
+        worker->metrics().shed(pool->key, timeout ? "queue_timeout" : "queue_full").Increment();
+        const auto err =
+            timeout ? GatewayError::unavailable(fmt::format(
+                          "inference pool {} stayed saturated for {} ms while the request waited",
+                          pool->key, sched_cfg.flow_control.ttl.count()))
+                    : GatewayError::too_many_requests(
+                          "queue_full",
+                          fmt::format("inference pool {} is saturated and its queue is full",
+                                      pool->key));
+        gm.http_requests(err.status).Increment();
+        worker->metrics().request_error(info.model, target, err.code).Increment();
+        co_await send_error(downstream, err, request_id, sched_cfg.retry_after_seconds);
+        co_return;
+      }
+      samples = worker->context().engine_metrics.load(std::memory_order_acquire);
+      build_views(*pool, pool_index, state->generation, samples.get(), &all_views);
+    }
+  }
+
+  // Debug mode: a trusted client asks for the decision (config opt-in).
+  std::optional<routing::DecisionTrace> trace;
+  if (sched_cfg.debug_header && msg["x-infergate-debug"] == "scheduling") trace.emplace();
+
   // Pick, connect, send; retry on another endpoint until a response header arrives.
+  routing::SchedulingState scheduling;
   std::vector<routing::EndpointView> views;
-  std::vector<EndpointRuntime*> candidates;
   std::vector<uint64_t> tried;
   GatewayError last_error = GatewayError::bad_gateway("no endpoint could be reached");
   std::optional<ResponseParser> parser;
@@ -419,18 +513,49 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
   const uint32_t max_attempts = 1 + limits.max_retries;
   for (uint32_t attempt = 0; attempt < max_attempts; ++attempt) {
     views.clear();
-    candidates.clear();
-    for (const auto& ep : pool->endpoints) {
-      if (std::find(tried.begin(), tried.end(), ep->id) != tried.end()) continue;
-      views.push_back({static_cast<uint32_t>(candidates.size()),
-                       ep->in_flight.load(std::memory_order_relaxed), true});
-      candidates.push_back(ep.get());
+    for (auto v : all_views) {
+      const EndpointRuntime& ep = *pool->endpoints[v.id];
+      if (std::find(tried.begin(), tried.end(), ep.id) != tried.end()) continue;
+      v.in_flight = ep.in_flight.load(std::memory_order_relaxed);
+      views.push_back(v);
     }
-    if (candidates.empty()) break;
-    const auto pick = worker->picker(*state).pick(views, features, worker->rng());
-    if (!pick) break;
-    EndpointRuntime* ep = candidates[views[*pick].id];
+    if (views.empty()) break;
+    if (trace) trace->clear();
+    auto decision =
+        scheduler.schedule(views, features, scheduling, worker->rng(), trace ? &*trace : nullptr);
+    worker->metrics()
+        .scheduling_decision(pool->key, routing::to_string(decision.reason))
+        .Increment();
+    if (decision.status == routing::DecisionStatus::kShed) {
+      gm.http_requests(429).Increment();
+      worker->metrics().shed(pool->key, "scheduler").Increment();
+      co_await send_error(
+          downstream,
+          GatewayError::too_many_requests(
+              "pool_saturated", fmt::format("inference pool {} has no capacity for a request of "
+                                            "priority {}",
+                                            pool->key, resolution.priority)),
+          request_id, sched_cfg.retry_after_seconds);
+      co_return;
+    }
+    if (decision.status == routing::DecisionStatus::kNoEndpoint) {
+      // Nothing is ready. FailOpen still tries an endpoint (as GIE's gateway falls back to
+      // any endpoint when the picker fails); FailClose answers 503.
+      if (pool->pool->failure_mode != config::FailureMode::kFailOpen) {
+        if (attempt == 0)
+          last_error = GatewayError::unavailable(
+              fmt::format("inference pool {} has no ready endpoint", pool->key));
+        break;
+      }
+      decision.index = worker->rng().below(views.size());
+    }
+    const routing::EndpointView& view = views[decision.index];
+    EndpointRuntime* ep = pool->endpoints[view.id].get();
     tried.push_back(ep->id);
+    scheduler.record_dispatch(view, features, scheduling);
+    ep->dispatched_since_scrape.fetch_add(1, std::memory_order_relaxed);
+    ep->prompt_bytes_since_scrape.fetch_add(static_cast<int64_t>(features.prompt.size()),
+                                            std::memory_order_relaxed);
     if (attempt > 0) gm.upstream_retries().Increment();
     in_flight.acquire(ep);
     Attempt result = co_await attempt_endpoint(worker, ep, &msg, &parser, &limits);
@@ -462,6 +587,11 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
   const int status = res.result_int();
   gm.http_requests(status).Increment();
   HeaderList headers = response_headers(res, request_id);
+  if (trace) {
+    headers.emplace_back("x-infergate-scheduling", trace->to_json([&](uint32_t id) {
+      return std::string_view(pool->endpoints[id]->endpoint.name);
+    }));
+  }
   const bool success = status / 100 == 2;
   const std::string_view content_type = res[http::field::content_type];
   const bool sse = success && starts_with_icase(content_type, "text/event-stream");

@@ -18,7 +18,8 @@ class Worker;
 awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstream* downstream);
 
 // Sends a gateway error with the OpenAI envelope.
+// `retry_after_seconds` > 0 adds Retry-After (429, 503 from admission).
 awaitable<bool> send_error(Downstream* downstream, const struct GatewayError& error,
-                           const std::string& request_id);
+                           const std::string& request_id, uint32_t retry_after_seconds = 0);
 
 }  // namespace infergate::proxy

@@ -15,6 +15,8 @@
 
 #include "config/config.h"
 #include "routing/model_resolver.h"
+#include "routing/prefix_index.h"
+#include "routing/scheduler.h"
 
 namespace infergate::proxy {
 
@@ -36,7 +38,16 @@ struct PoolRuntime {
   std::string key;                              // namespace/name
   const config::InferencePool* pool = nullptr;  // into RuntimeState::config
   std::vector<std::shared_ptr<EndpointRuntime>> endpoints;
+  // This pool's profile and tunables; immutable, shared by every worker (its prefix index
+  // and round-robin counter are lock-free).
+  std::unique_ptr<const routing::Scheduler> scheduler;
 };
+
+// config/ tunables (unset = the profile's default) -> routing's scheduler configuration:
+// the pool's own overrides on top of spec.scheduler's.
+routing::SchedulerConfig scheduler_config_for(const config::SchedulerConfig& cfg,
+                                              const std::string& pool_key,
+                                              std::chrono::milliseconds staleness);
 
 struct RuntimeState {
   RuntimeState(config::SnapshotPtr snapshot, uint64_t generation,
@@ -61,9 +72,13 @@ class StateBuilder {
 
  private:
   std::mutex mu_;
+  // One process-wide prefix index, sized by the first configuration (its budget is fixed for
+  // the process's life: resizing would drop what it learned).
+  std::shared_ptr<routing::PrefixIndex> prefix_index_;
   uint64_t generation_ = 0;
   uint64_t next_endpoint_id_ = 1;
   std::unordered_map<std::string, std::weak_ptr<EndpointRuntime>> endpoints_;
+  std::vector<uint64_t> live_ids_;  // endpoint ids of the last state built
 };
 
 // The published state: workers load() per request, the reload path store()s.

@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "proxy/http1_session.h"
+#include "proxy/scraper.h"
 
 namespace infergate::proxy {
 namespace {
@@ -95,13 +96,104 @@ awaitable<void> Worker::accept_loop(Worker* self, tcp::acceptor* acceptor, bool 
   }
 }
 
-routing::Picker& Worker::picker(const RuntimeState& state) {
-  if (!picker_ || picker_generation_ != state.generation) {
-    picker_ = routing::make_picker(state.config->proxy.scheduler.profile);
-    if (!picker_) picker_ = routing::make_picker("least-request");
-    picker_generation_ = state.generation;
+awaitable<FlowOutcome> Worker::wait_for_capacity(const std::string& pool_key,
+                                                 const config::FlowControlConfig& cfg, int priority,
+                                                 uint64_t bytes) {
+  auto& slot = flow_queues_[pool_key];
+  if (!slot) {
+    FlowQueue::Limits limits;
+    limits.max_requests = cfg.max_requests;
+    limits.max_bytes = cfg.max_bytes;
+    limits.ttl = cfg.ttl;
+    slot = std::make_unique<FlowQueue>(limits);
   }
-  return *picker_;
+  FlowQueue& queue = *slot;
+  asio::steady_timer wake(io_, std::chrono::steady_clock::time_point::max());
+  FlowOutcome outcome = FlowOutcome::kCancelled;
+  auto pushed =
+      queue.push(FlowWaiter{&wake, &outcome}, priority, bytes, std::chrono::steady_clock::now());
+  for (auto& displaced : pushed.displaced) {
+    *displaced.value.outcome = FlowOutcome::kFull;
+    displaced.value.wake->cancel();
+  }
+  if (pushed.status != FlowQueue::Status::kQueued) co_return FlowOutcome::kFull;
+  if (!flow_dispatcher_running_) {
+    flow_dispatcher_running_ = true;
+    asio::co_spawn(io_, flow_dispatch_loop(this), asio::detached);
+  }
+  co_await wake.async_wait(kNoThrow);
+  // Woken by the dispatcher (outcome set), or cancelled with the request (outcome unchanged):
+  // then the entry is still queued and must go.
+  if (outcome == FlowOutcome::kCancelled) queue.remove(pushed.handle);
+  co_return outcome;
+}
+
+awaitable<void> Worker::flow_dispatch_loop(Worker* self) {
+  // Runs while any queue holds a request; checks every few milliseconds (capacity frees as
+  // requests finish and as scrapes land, every modelServerMetrics.interval).
+  asio::steady_timer tick(self->io_);
+  for (;;) {
+    bool any = false;
+    for (auto& [key, queue] : self->flow_queues_) {
+      if (queue->empty()) continue;
+      self->dispatch_flow(key);
+      any = any || !queue->empty();
+    }
+    if (!any) break;
+    tick.expires_after(std::chrono::milliseconds(5));
+    co_await tick.async_wait(kNoThrow);
+  }
+  self->flow_dispatcher_running_ = false;
+}
+
+void Worker::dispatch_flow(const std::string& pool_key) {
+  FlowQueue& queue = *flow_queues_[pool_key];
+  const auto now = std::chrono::steady_clock::now();
+  queue.expire(now, [](FlowQueue::Entry&& e) {
+    *e.value.outcome = FlowOutcome::kExpired;
+    e.value.wake->cancel();
+  });
+  if (queue.empty()) return;
+  const RuntimeStatePtr state = context_.state.load();
+  const PoolRuntime* pool = state->find_pool(pool_key);
+  if (pool == nullptr || pool->endpoints.empty()) {
+    // The pool is gone (reload) or empty: nothing will free up; let the TTL answer them.
+    return;
+  }
+  // Capacity, GIE-style: the mean over fresh endpoints of max(waiting/Q, kv/KV) < 1, with the
+  // requests already sent since the last scrape (and those admitted in this pass) counted as
+  // waiting, so a pass does not release more than the pool can queue.
+  const auto samples = context_.engine_metrics.load(std::memory_order_acquire);
+  const size_t pool_index = static_cast<size_t>(pool - state->pools.data());
+  const bool aligned = samples && samples->generation == state->generation &&
+                       pool_index < samples->pools.size() &&
+                       samples->pools[pool_index].size() == pool->endpoints.size();
+  if (!aligned) return;
+  const auto& sat = pool->scheduler->config().saturation;
+  const size_t n = pool->endpoints.size();
+  double admitted = 0;
+  while (!queue.empty()) {
+    double sum = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const auto* s = samples->pools[pool_index][i].get();
+      if (s == nullptr || !s->ok || now - s->scraped_at > sat.metrics_staleness) {
+        sum += 1.0;
+        continue;
+      }
+      const double waiting = s->metrics.waiting +
+                             static_cast<double>(pool->endpoints[i]->dispatched_since_scrape.load(
+                                 std::memory_order_relaxed)) +
+                             admitted / static_cast<double>(n);
+      sum += std::max(waiting / sat.queue_depth_threshold,
+                      s->metrics.kv_cache_usage / sat.kv_cache_threshold);
+    }
+    if (sum / static_cast<double>(n) >= 1.0) break;
+    auto entry = queue.pop();
+    if (!entry) break;
+    *entry->value.outcome = FlowOutcome::kAdmitted;
+    entry->value.wake->cancel();
+    admitted += 1;
+  }
 }
 
 std::string Worker::new_request_id() {

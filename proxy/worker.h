@@ -15,10 +15,13 @@
 #include "proxy/asio.h"
 #include "proxy/gateway_context.h"
 #include "proxy/upstream_pool.h"
-#include "routing/picker.h"
+#include "routing/flow_queue.h"
 #include "routing/rng.h"
 
 namespace infergate::proxy {
+
+// How a wait in the flow-control queue ended.
+enum class FlowOutcome { kAdmitted, kExpired, kFull, kCancelled };
 
 class Worker {
  public:
@@ -43,8 +46,16 @@ class Worker {
   routing::Rng& rng() { return rng_; }
   metrics::MetricsCache& metrics() { return metrics_cache_; }
   UpstreamPool& upstream(uint64_t endpoint_id) { return upstreams_[endpoint_id]; }
-  routing::Picker& picker(const RuntimeState& state);
   std::string new_request_id();
+
+  // Flow control (issue 4 §3): waits in this worker's queue for `pool_key` until the pool has
+  // capacity (kAdmitted), the TTL passes (kExpired), the queue has no room or a higher priority
+  // pushed this request out (kFull), or the caller is cancelled (kCancelled: the client went
+  // away; the entry is removed). Queues are per worker: strict priority order holds among the
+  // requests of one worker, and no lock is taken.
+  awaitable<FlowOutcome> wait_for_capacity(const std::string& pool_key,
+                                           const config::FlowControlConfig& cfg, int priority,
+                                           uint64_t bytes);
 
   // Live downstream connections, so a drain can wake the idle ones.
   struct SessionEntry {
@@ -57,6 +68,15 @@ class Worker {
 
  private:
   static awaitable<void> accept_loop(Worker* self, tcp::acceptor* acceptor, bool tls);
+  static awaitable<void> flow_dispatch_loop(Worker* self);
+  // Wakes the waiters a pool can take now; expires the old ones.
+  void dispatch_flow(const std::string& pool_key);
+
+  struct FlowWaiter {
+    asio::steady_timer* wake = nullptr;  // cancelled to wake the waiting request
+    FlowOutcome* outcome = nullptr;
+  };
+  using FlowQueue = routing::FlowQueue<FlowWaiter>;
 
   GatewayContext& context_;
   unsigned index_;
@@ -67,8 +87,8 @@ class Worker {
   routing::Rng rng_;
   metrics::MetricsCache metrics_cache_;
   std::unordered_map<uint64_t, UpstreamPool> upstreams_;
-  uint64_t picker_generation_ = 0;
-  std::unique_ptr<routing::Picker> picker_;
+  std::unordered_map<std::string, std::unique_ptr<FlowQueue>> flow_queues_;  // by pool key
+  bool flow_dispatcher_running_ = false;
   std::list<SessionEntry> sessions_;
   std::atomic<int64_t> active_connections_{0};
 };

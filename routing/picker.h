@@ -1,43 +1,33 @@
 #pragma once
-// Endpoint picking behind one small interface. The caller (proxy/) builds an immutable view of
-// the candidate endpoints (already filtered: same pool, not yet tried for this request) and
-// gets back an index into that span. Sans-I/O: no clock or socket here.
+// The original one-call picking interface, kept for callers that do not need prefix affinity
+// or traces: a Picker wraps a Scheduler (scheduler.h) of the named profile with no prefix
+// index. New code should hold a shared Scheduler per pool and call schedule() /
+// record_dispatch() (see scheduler.h); EndpointView and RequestFeatures live in
+// scheduling_types.h.
 
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
-#include <string>
 #include <string_view>
 
 #include "routing/rng.h"
+#include "routing/scheduler.h"
+#include "routing/scheduling_types.h"
 
 namespace infergate::routing {
-
-// What the picker knows of one candidate. Grows with the scheduler issue (scraped metrics).
-struct EndpointView {
-  uint32_t id = 0;          // caller's identifier, returned untouched in the decision
-  int64_t in_flight = 0;    // gateway's own in-flight requests to it (all workers)
-  bool ready = true;
-};
-
-// The request's features that a decision may use.
-struct RequestFeatures {
-  std::string_view model;   // target model (after rewrite)
-  int priority = 0;
-  std::string_view prompt;  // raw prompt bytes (for prefix affinity later)
-};
 
 class Picker {
  public:
   virtual ~Picker() = default;
-  // Returns an index into `candidates`, or nullopt when none is usable (all unready/empty).
+  // Returns an index into `candidates`, or nullopt when none is usable (all unready/empty, or
+  // shed by gie-legacy).
   virtual std::optional<size_t> pick(std::span<const EndpointView> candidates,
                                      const RequestFeatures& request, Rng& rng) = 0;
   virtual std::string_view name() const = 0;
 };
 
-// Known profiles: "least-request". Returns null for an unknown name.
+// Known profiles: kProfileNames (scheduler_config.h). Returns null for an unknown name.
 std::unique_ptr<Picker> make_picker(std::string_view profile);
 
 }  // namespace infergate::routing

@@ -47,3 +47,30 @@ TEST_CASE("the documented full example loads and matches the fixture") {
   REQUIRE(end != std::string::npos);
   CHECK(doc.substr(start + 8, end - start - 8) == read_file(path));
 }
+
+TEST_CASE("the documented scheduler example loads") {
+  const std::string doc =
+      read_file(std::string(INFERGATE_TEST_FIXTURES) + "/../../docs/configuration.md");
+  const size_t section = doc.find("### Scheduler");
+  REQUIRE(section != std::string::npos);
+  const size_t start = doc.find("```yaml\n", section);
+  REQUIRE(start != std::string::npos);
+  const size_t end = doc.find("```\n", start + 8);
+  REQUIRE(end != std::string::npos);
+  const std::string example = doc.substr(start + 8, end - start - 8);
+  auto s = load_ok("apiVersion: infergate.io/v1alpha1\nkind: ProxyConfig\nmetadata: {name: p}\n" +
+                   example + kPool + R"(---
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {name: qwen, namespace: prod}
+spec:
+  selector: {matchLabels: {app: llama}}
+  targetPorts: [{number: 8001}]
+)");
+  const SchedulerConfig& c = s->proxy.scheduler;
+  CHECK(c.profile_for("default/llama") == "gie-legacy");
+  CHECK(c.profile_for("prod/qwen") == "default");
+  CHECK(c.pools.at("prod/qwen").weight_prefix == 5.0);
+  CHECK(c.flow_control.enabled);
+  CHECK(c.retry_after_seconds == 2);
+}

@@ -32,7 +32,8 @@ TEST_CASE("ProxyConfig defaults") {
   CHECK(p.admin.address == "127.0.0.1:9090");
   CHECK(p.admin.port == 9090);
   CHECK(p.admin.enabled);
-  CHECK(p.scheduler.profile == "least-request");
+  CHECK_FALSE(p.scheduler.defaults.profile.has_value());
+  CHECK(p.scheduler.profile_for("default/llama") == "default");
   const LimitsConfig d;
   CHECK(p.limits.max_request_body_bytes == 16ull << 20);
   CHECK(p.limits.max_request_header_bytes == d.max_request_header_bytes);
@@ -78,7 +79,7 @@ TEST_CASE("ProxyConfig: every field") {
     drainTimeout: 0s
     maxRetries: 0
     upstreamMaxIdlePerEndpoint: 8
-  scheduler: {profile: least-request}
+  scheduler: {profile: least-request, pools: [{name: llama, profile: random}]}
 )"));
   const ProxyConfig& p = s->proxy;
   CHECK(p.workers == 3);
@@ -111,6 +112,9 @@ TEST_CASE("ProxyConfig: every field") {
   CHECK(p.limits.drain_timeout == milliseconds(0));
   CHECK(p.limits.max_retries == 0);
   CHECK(p.limits.upstream_max_idle_per_endpoint == 8);
+  CHECK(p.scheduler.defaults.profile == "least-request");
+  CHECK(p.scheduler.profile_for("default/llama") == "random");
+  CHECK(p.scheduler.profile_for("default/other") == "least-request");
 }
 
 TEST_CASE("ProxyConfig: unknown fields are errors, with a did-you-mean hint") {
@@ -237,11 +241,332 @@ TEST_CASE("ProxyConfig: static endpoints") {
 
 TEST_CASE("ProxyConfig: scheduler profile") {
   auto r = load_bad(proxy("  scheduler: {profile: least-requests}\n"));
-  CHECK(contains(errors(r),
-                 "spec.scheduler.profile: unknown scheduler profile \"least-requests\" (valid: "
-                 "least-request); did you mean \"least-request\"?"));
+  CHECK_HAS(errors(r),
+            "test.yaml:5:24: ProxyConfig p: spec.scheduler.profile: unknown scheduler profile "
+            "\"least-requests\" (valid: default, gie-default, gie-legacy, least-request, "
+            "round-robin or random); did you mean \"least-request\"?");
   auto r2 = load_bad(proxy("  scheduler: {profile: magic}\n"));
-  CHECK_HAS(errors(r2), "unknown scheduler profile \"magic\" (valid: least-request)");
+  CHECK_HAS(errors(r2),
+            "unknown scheduler profile \"magic\" (valid: default, gie-default, gie-legacy, "
+            "least-request, round-robin or random)");
+  for (auto name : kSchedulerProfiles) {
+    auto s = load_ok(proxy("  scheduler: {profile: " + std::string(name) + "}\n"));
+    CHECK(s->proxy.scheduler.profile_for("default/llama") == name);
+  }
+}
+
+TEST_CASE("ProxyConfig: scheduler defaults") {
+  auto s = load_ok(proxy(""));
+  const SchedulerConfig& c = s->proxy.scheduler;
+  const SchedulerTunables& t = c.defaults;
+  CHECK_FALSE(t.profile);
+  CHECK_FALSE(t.weight_queue);
+  CHECK_FALSE(t.weight_kv_cache);
+  CHECK_FALSE(t.weight_prefix);
+  CHECK_FALSE(t.weight_lora);
+  CHECK_FALSE(t.weight_in_flight);
+  CHECK_FALSE(t.queue_score_span);
+  CHECK_FALSE(t.in_flight_score_span);
+  CHECK_FALSE(t.queue_depth_threshold);
+  CHECK_FALSE(t.kv_cache_threshold);
+  CHECK_FALSE(t.headroom);
+  CHECK_FALSE(t.metrics_staleness);
+  CHECK_FALSE(t.prefix_auto_tune);
+  CHECK_FALSE(t.prefix_block_size_tokens);
+  CHECK_FALSE(t.prefix_bytes_per_token);
+  CHECK_FALSE(t.prefix_max_blocks);
+  CHECK_FALSE(t.prefix_lru_capacity_per_server);
+  CHECK_FALSE(t.legacy_queueing_threshold_lora);
+  CHECK_FALSE(t.legacy_queue_threshold_critical);
+  CHECK_FALSE(t.legacy_critical_priority);
+  CHECK_FALSE(t.legacy_kv_cache_threshold);
+  CHECK_FALSE(t.legacy_lora_affinity_threshold);
+  CHECK(c.pools.empty());
+  CHECK(c.prefix_index_bytes == 64ull << 20);
+  CHECK_FALSE(c.flow_control.enabled);
+  CHECK(c.flow_control.max_requests == 1000);
+  CHECK(c.flow_control.max_bytes == 64ull << 20);
+  CHECK(c.flow_control.ttl == milliseconds(30'000));
+  CHECK_FALSE(c.debug_header);
+  CHECK(c.retry_after_seconds == 1);
+  CHECK(c.profile_for("default/llama") == "default");
+}
+
+TEST_CASE("ProxyConfig: every scheduler field") {
+  auto s = load_ok(proxy(R"(  scheduler:
+    profile: gie-default
+    weights: {queue: 2, kvCache: 2.5, prefixCache: 3, loraAffinity: 0, inFlight: 1e-1}
+    queueScoreSpan: 5
+    inFlightScoreSpan: 16.5
+    saturation: {queueDepthThreshold: 7.5, kvCacheThreshold: 1, metricsStalenessThreshold: 250ms,
+                 headroom: 0.2}
+    prefixCache: {autoTune: false, blockSizeTokens: 32, bytesPerToken: 3, maxPrefixBlocks: 4096,
+                  lruCapacityPerServer: 50000}
+    legacy: {queueingThresholdLoRA: 50, queueThresholdCritical: 0, kvCacheThreshold: 0.9,
+             loraAffinityThreshold: 0, criticalPriority: -2}
+    prefixIndexBytes: 128Ki
+    flowControl: {enabled: true, maxRequests: 1, maxBytes: 1Mi, ttl: 2s}
+    debugHeader: true
+    retryAfterSeconds: 3600
+    pools:
+    - name: llama
+      profile: gie-legacy
+      weights: {queue: 1, kvCache: 0, prefixCache: 0, loraAffinity: 9, inFlight: 0}
+      queueScoreSpan: 0
+      inFlightScoreSpan: 0
+      saturation: {queueDepthThreshold: 1, kvCacheThreshold: 0.5, metricsStalenessThreshold: 1s,
+                   headroom: 1}
+      prefixCache: {autoTune: true, blockSizeTokens: 1, bytesPerToken: 1, maxPrefixBlocks: 1,
+                    lruCapacityPerServer: 1}
+      legacy: {queueingThresholdLoRA: 0, queueThresholdCritical: 9, kvCacheThreshold: 0.1,
+               loraAffinityThreshold: 1, criticalPriority: 1}
+    - name: prod/qwen
+      weights: {prefixCache: 4}
+)" + std::string(R"(---
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {name: qwen, namespace: prod}
+spec:
+  selector: {matchLabels: {app: llama}}
+  targetPorts: [{number: 8001}]
+)")));
+  const SchedulerConfig& c = s->proxy.scheduler;
+  const SchedulerTunables& t = c.defaults;
+  CHECK(t.profile == "gie-default");
+  CHECK(t.weight_queue == 2.0);
+  CHECK(t.weight_kv_cache == 2.5);
+  CHECK(t.weight_prefix == 3.0);
+  CHECK(t.weight_lora == 0.0);
+  CHECK(t.weight_in_flight == doctest::Approx(0.1));
+  CHECK(t.queue_score_span == 5.0);
+  CHECK(t.in_flight_score_span == 16.5);
+  CHECK(t.queue_depth_threshold == 7.5);
+  CHECK(t.kv_cache_threshold == 1.0);
+  CHECK(t.metrics_staleness == milliseconds(250));
+  CHECK(t.headroom == doctest::Approx(0.2));
+  CHECK(t.prefix_auto_tune == false);
+  CHECK(t.prefix_block_size_tokens == 32u);
+  CHECK(t.prefix_bytes_per_token == 3u);
+  CHECK(t.prefix_max_blocks == 4096u);
+  CHECK(t.prefix_lru_capacity_per_server == 50000u);
+  CHECK(t.legacy_queueing_threshold_lora == 50);
+  CHECK(t.legacy_queue_threshold_critical == 0);
+  CHECK(t.legacy_kv_cache_threshold == doctest::Approx(0.9));
+  CHECK(t.legacy_lora_affinity_threshold == 0.0);
+  CHECK(t.legacy_critical_priority == -2);
+  CHECK(c.prefix_index_bytes == 128u << 10);
+  CHECK(c.flow_control.enabled);
+  CHECK(c.flow_control.max_requests == 1);
+  CHECK(c.flow_control.max_bytes == 1u << 20);
+  CHECK(c.flow_control.ttl == milliseconds(2'000));
+  CHECK(c.debug_header);
+  CHECK(c.retry_after_seconds == 3600);
+
+  REQUIRE(c.pools.size() == 2);
+  REQUIRE(c.pools.count("default/llama") == 1);
+  const SchedulerTunables& l = c.pools.at("default/llama");
+  CHECK(l.profile == "gie-legacy");
+  CHECK(l.weight_queue == 1.0);
+  CHECK(l.weight_kv_cache == 0.0);
+  CHECK(l.weight_prefix == 0.0);
+  CHECK(l.weight_lora == 9.0);
+  CHECK(l.weight_in_flight == 0.0);
+  CHECK(l.queue_score_span == 0.0);
+  CHECK(l.in_flight_score_span == 0.0);
+  CHECK(l.queue_depth_threshold == 1.0);
+  CHECK(l.kv_cache_threshold == 0.5);
+  CHECK(l.metrics_staleness == milliseconds(1'000));
+  CHECK(l.headroom == 1.0);
+  CHECK(l.prefix_auto_tune == true);
+  CHECK(l.prefix_block_size_tokens == 1u);
+  CHECK(l.prefix_bytes_per_token == 1u);
+  CHECK(l.prefix_max_blocks == 1u);
+  CHECK(l.prefix_lru_capacity_per_server == 1u);
+  CHECK(l.legacy_queueing_threshold_lora == 0);
+  CHECK(l.legacy_queue_threshold_critical == 9);
+  CHECK(l.legacy_kv_cache_threshold == doctest::Approx(0.1));
+  CHECK(l.legacy_lora_affinity_threshold == 1.0);
+  CHECK(l.legacy_critical_priority == 1);
+
+  REQUIRE(c.pools.count("prod/qwen") == 1);
+  const SchedulerTunables& q = c.pools.at("prod/qwen");
+  CHECK_FALSE(q.profile);
+  CHECK(q.weight_prefix == 4.0);
+  CHECK_FALSE(q.weight_queue);
+  CHECK(c.profile_for("default/llama") == "gie-legacy");
+  CHECK(c.profile_for("prod/qwen") == "gie-default");
+  CHECK(c.profile_for("default/other") == "gie-default");
+}
+
+TEST_CASE("ProxyConfig: scheduler ranges") {
+  auto r = load_bad(proxy(R"(  scheduler:
+    weights: {queue: -1, kvCache: -0.5, prefixCache: -2, loraAffinity: -3, inFlight: -4}
+    queueScoreSpan: -1
+    inFlightScoreSpan: -0.1
+    saturation: {queueDepthThreshold: 0, kvCacheThreshold: 1.5, metricsStalenessThreshold: 0s,
+                 headroom: -1}
+    prefixCache: {blockSizeTokens: 0, bytesPerToken: 0, maxPrefixBlocks: 4097,
+                  lruCapacityPerServer: 0}
+    legacy: {queueingThresholdLoRA: -1, queueThresholdCritical: -1, kvCacheThreshold: 0,
+             loraAffinityThreshold: 1.001}
+    prefixIndexBytes: 131071
+    flowControl: {maxRequests: 0, maxBytes: 0, ttl: 0}
+    retryAfterSeconds: 3601
+)"));
+  auto e = errors(r);
+  CHECK_HAS(e,
+            "test.yaml:6:22: ProxyConfig p: spec.scheduler.weights.queue: must be >= 0 (got -1)");
+  CHECK_HAS(e,
+            "test.yaml:6:35: ProxyConfig p: spec.scheduler.weights.kvCache: must be >= 0 (got "
+            "-0.5)");
+  CHECK_HAS(e, "spec.scheduler.weights.prefixCache: must be >= 0 (got -2)");
+  CHECK_HAS(e, "spec.scheduler.weights.loraAffinity: must be >= 0 (got -3)");
+  CHECK_HAS(e, "spec.scheduler.weights.inFlight: must be >= 0 (got -4)");
+  CHECK_HAS(e,
+            "test.yaml:7:21: ProxyConfig p: spec.scheduler.queueScoreSpan: must be >= 0 (got -1)");
+  CHECK_HAS(e,
+            "test.yaml:8:24: ProxyConfig p: spec.scheduler.inFlightScoreSpan: must be >= 0 "
+            "(got -0.1)");
+  CHECK_HAS(e,
+            "test.yaml:9:39: ProxyConfig p: spec.scheduler.saturation.queueDepthThreshold: "
+            "must be > 0 (got 0)");
+  CHECK_HAS(e, "spec.scheduler.saturation.kvCacheThreshold: must be in (0, 1] (got 1.5)");
+  CHECK_HAS(e, "spec.scheduler.saturation.metricsStalenessThreshold: must be greater than zero");
+  CHECK_HAS(e,
+            "test.yaml:10:28: ProxyConfig p: spec.scheduler.saturation.headroom: must be >= 0 "
+            "(got -1)");
+  CHECK_HAS(e,
+            "spec.scheduler.prefixCache.blockSizeTokens: must be between 1 and 4294967295 (got "
+            "0)");
+  CHECK_HAS(e,
+            "spec.scheduler.prefixCache.bytesPerToken: must be between 1 and 4294967295 (got 0)");
+  CHECK_HAS(e, "spec.scheduler.prefixCache.maxPrefixBlocks: must be between 1 and 4096 (got 4097)");
+  CHECK_HAS(e,
+            "test.yaml:12:41: ProxyConfig p: spec.scheduler.prefixCache.lruCapacityPerServer: "
+            "must be between 1 and");
+  CHECK_HAS(e,
+            "spec.scheduler.legacy.queueingThresholdLoRA: must be between 0 and 2147483647 "
+            "(got -1)");
+  CHECK_HAS(e,
+            "spec.scheduler.legacy.queueThresholdCritical: must be between 0 and 2147483647 "
+            "(got -1)");
+  CHECK_HAS(e,
+            "test.yaml:13:87: ProxyConfig p: spec.scheduler.legacy.kvCacheThreshold: must be "
+            "in (0, 1] (got 0)");
+  CHECK_HAS(e, "spec.scheduler.legacy.loraAffinityThreshold: must be in [0, 1] (got 1.001)");
+  CHECK_HAS(e,
+            "test.yaml:15:23: ProxyConfig p: spec.scheduler.prefixIndexBytes: must be between "
+            "131072 and 18446744073709551615 bytes (got 131071)");
+  CHECK_HAS(e, "spec.scheduler.flowControl.maxRequests: must be between 1 and 4294967295 (got 0)");
+  CHECK_HAS(e, "spec.scheduler.flowControl.maxBytes: must be between 1 and");
+  CHECK_HAS(e, "spec.scheduler.flowControl.ttl: must be greater than zero");
+  CHECK_HAS(e,
+            "test.yaml:17:24: ProxyConfig p: spec.scheduler.retryAfterSeconds: must be between "
+            "1 and 3600 (got 3601)");
+  CHECK_MESSAGE(e.size() == 24, joined(e));
+
+  // The same checks apply inside a per-pool override.
+  auto r2 = load_bad(proxy("  scheduler:\n    pools:\n    - {name: llama, queueScoreSpan: -1}\n"));
+  CHECK_HAS(errors(r2),
+            "test.yaml:7:37: ProxyConfig p: spec.scheduler.pools[0].queueScoreSpan: "
+            "must be >= 0 (got -1)");
+  auto r3 = load_bad(proxy("  scheduler: {retryAfterSeconds: 0}\n"));
+  CHECK_HAS(errors(r3), "spec.scheduler.retryAfterSeconds: must be between 1 and 3600 (got 0)");
+}
+
+TEST_CASE("ProxyConfig: scheduler numbers are typed") {
+  auto r = load_bad(proxy(R"(  scheduler:
+    queueScoreSpan: "5"
+    inFlightScoreSpan: many
+    weights: {queue: .inf, kvCache: [1]}
+    debugHeader: yes
+    legacy: {criticalPriority: 1.5}
+)"));
+  auto e = errors(r);
+  CHECK_HAS(e,
+            "spec.scheduler.queueScoreSpan: must be a number, not the string \"5\" (remove the "
+            "quotes)");
+  CHECK_HAS(e, "spec.scheduler.inFlightScoreSpan: must be a number (got \"many\")");
+  CHECK_HAS(e, "spec.scheduler.weights.queue: must be a number (got \".inf\")");
+  CHECK_HAS(e, "spec.scheduler.weights.kvCache: must be a number, not a list");
+  CHECK_HAS(e, "spec.scheduler.debugHeader: must be true or false (got \"yes\")");
+  CHECK_HAS(e, "spec.scheduler.legacy.criticalPriority: must be an integer (got \"1.5\")");
+  CHECK_MESSAGE(e.size() == 6, joined(e));
+}
+
+TEST_CASE("ProxyConfig: unknown scheduler fields get hints") {
+  auto r = load_bad(proxy(R"(  scheduler:
+    weights: {kvcache: 1}
+    saturation: {kvCacheTreshold: 0.5}
+    pools:
+    - {name: llama, prefixIndexBytes: 1Mi}
+    flowcontrol: {}
+)"));
+  auto e = errors(r);
+  CHECK_HAS(e,
+            "test.yaml:6:15: ProxyConfig p: spec.scheduler.weights.kvcache: unknown field (did "
+            "you mean \"kvCache\"?)");
+  CHECK_HAS(e,
+            "spec.scheduler.saturation.kvCacheTreshold: unknown field (did you mean "
+            "\"kvCacheThreshold\"?)");
+  // Process-wide settings are not per pool.
+  CHECK_HAS(e,
+            "test.yaml:9:21: ProxyConfig p: spec.scheduler.pools[0].prefixIndexBytes: unknown "
+            "field");
+  CHECK_HAS(e, "spec.scheduler.flowcontrol: unknown field (did you mean \"flowControl\"?)");
+  CHECK_MESSAGE(e.size() == 4, joined(e));
+}
+
+TEST_CASE("ProxyConfig: scheduler pools must name a defined InferencePool, once") {
+  auto r = load_bad(proxy(R"(  scheduler:
+    pools:
+    - name: lama
+      profile: random
+    - name: other
+    - name: prod/llama
+    - {profile: random}
+    - name: a/b/c
+)"));
+  auto e = errors(r);
+  CHECK_HAS(e,
+            "test.yaml:7:13: ProxyConfig p: spec.scheduler.pools[0].name: InferencePool "
+            "default/lama not found (did you mean \"llama\"?)");
+  CHECK_HAS(e,
+            "test.yaml:9:13: ProxyConfig p: spec.scheduler.pools[1].name: InferencePool "
+            "default/other not found (pools: default/llama)");
+  CHECK_HAS(e,
+            "test.yaml:10:13: ProxyConfig p: spec.scheduler.pools[2].name: InferencePool "
+            "prod/llama not found (did you mean \"default/llama\"?)");
+  CHECK_HAS(e,
+            "test.yaml:11:7: ProxyConfig p: spec.scheduler.pools[3].name: required field is "
+            "missing");
+  CHECK_HAS(e, "spec.scheduler.pools[4].name: \"a/b/c\" must be a pool name or \"namespace/name\"");
+  CHECK_MESSAGE(e.size() == 5, joined(e));
+
+  // A bare name means namespace "default"; a pool elsewhere is named with its namespace.
+  auto r2 = load_bad(proxy("  scheduler: {pools: [{name: qwen}]}\n") + R"(---
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {name: qwen, namespace: prod}
+spec:
+  selector: {matchLabels: {app: llama}}
+  targetPorts: [{number: 8001}]
+)");
+  CHECK_HAS(errors(r2),
+            "spec.scheduler.pools[0].name: InferencePool default/qwen not found "
+            "(InferencePool prod/qwen exists; a bare name means namespace "
+            "\"default\": write \"prod/qwen\")");
+
+  auto dup = load_bad(proxy(R"(  scheduler:
+    pools:
+    - {name: llama, profile: random}
+    - {name: default/llama, profile: gie-default}
+)"));
+  auto d = errors(dup);
+  CHECK_HAS(d,
+            "test.yaml:8:14: ProxyConfig p: spec.scheduler.pools[1].name: pool default/llama "
+            "is already configured by another entry (line 7)");
+  CHECK_MESSAGE(d.size() == 1, joined(d));
 }
 
 TEST_CASE("exactly one ProxyConfig") {

@@ -56,7 +56,7 @@ spec: {priority: -5, poolRef: {name: llama}}
   CHECK(text.find("listener: 0.0.0.0:8080") != std::string::npos);
   CHECK(text.find("listener: [::]:8081") != std::string::npos);
   CHECK(text.find("admin: 127.0.0.1:9090") != std::string::npos);
-  CHECK(text.find("scheduler: least-request") != std::string::npos);
+  CHECK(text.find("scheduler: default\n") != std::string::npos);
   CHECK(text.find(
             "  default/llama [inference.networking.k8s.io/v1] selector app=llama ports 8000,8002 "
             "appProtocol kubernetes.io/h2c failureMode FailOpen\n") != std::string::npos);
@@ -82,4 +82,25 @@ TEST_CASE("summary of a disabled admin listener and automatic workers") {
   INFO(text);
   CHECK(text.find("admin: disabled") != std::string::npos);
   CHECK(text.find("workers: auto") != std::string::npos);
+}
+
+TEST_CASE("summary shows the default scheduler profile and the per-pool overrides") {
+  auto s = load_ok(kProxy + R"(  scheduler:
+    profile: least-request
+    pools:
+    - {name: llama, profile: gie-legacy, weights: {queue: 1}, legacy: {criticalPriority: 1}}
+    - {name: prod/qwen, saturation: {headroom: 0.5}}
+)" + kPool + R"(---
+apiVersion: inference.networking.k8s.io/v1
+kind: InferencePool
+metadata: {name: qwen, namespace: prod}
+spec:
+  selector: {matchLabels: {app: llama}}
+  targetPorts: [{number: 8001}]
+)");
+  const std::string text = summary(*s);
+  INFO(text);
+  CHECK(text.find("scheduler: least-request\n"
+                  "  pool default/llama: gie-legacy (tunes weights, legacy)\n"
+                  "  pool prod/qwen: least-request (tunes saturation)\n") != std::string::npos);
 }

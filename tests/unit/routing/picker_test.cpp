@@ -10,12 +10,28 @@ using infergate::routing::make_picker;
 using infergate::routing::RequestFeatures;
 using infergate::routing::Rng;
 
-TEST_CASE("make_picker knows least-request only") {
-  auto p = make_picker("least-request");
-  REQUIRE(p != nullptr);
-  CHECK(p->name() == "least-request");
-  CHECK(make_picker("round-robin") == nullptr);
+TEST_CASE("make_picker knows every profile name and nothing else") {
+  for (const auto name : infergate::routing::kProfileNames) {
+    auto p = make_picker(name);
+    REQUIRE(p != nullptr);
+    CHECK(p->name() == name);
+  }
+  CHECK(make_picker("least_request") == nullptr);
   CHECK(make_picker("") == nullptr);
+}
+
+TEST_CASE("every profile picks something from a plain pool through the Picker interface") {
+  const std::vector<EndpointView> c = {{0, 3, true}, {1, 1, false}, {2, 2, true}};
+  for (const auto name : infergate::routing::kProfileNames) {
+    auto p = make_picker(name);
+    Rng rng(9);
+    for (int i = 0; i < 20; ++i) {
+      const auto got = p->pick(c, RequestFeatures{}, rng);
+      INFO(name);
+      REQUIRE(got.has_value());
+      CHECK(*got != 1u);  // unready
+    }
+  }
 }
 
 TEST_CASE("least-request picks the fewest in-flight") {
