@@ -379,8 +379,10 @@ RequestInfo parse_request(std::string& body, std::string_view path) {
         }
         continue;
       }
-    } else if (!have_required && key == required) {
-      have_required = true;
+    } else if ((!have_required && key == required) || (key == "tools" && info.tools_length == 0)) {
+      // The prompt, or the tools a chat template renders before it: both feed prefix hashing.
+      const bool is_prompt = key == required;
+      if (is_prompt) have_required = true;
       const char* start = v.raw_json_token().data();
       if (auto err = validate(v, 1)) return invalid_json(err);
       std::string_view span;
@@ -392,8 +394,9 @@ RequestInfo parse_request(std::string& body, std::string_view path) {
       } else {
         span = trim_trailing_ws(v.raw_json_token());
       }
-      info.prompt_offset = static_cast<size_t>(span.data() - base);
-      info.prompt_length = span.size();
+      (is_prompt ? info.prompt_offset : info.tools_offset) =
+          static_cast<size_t>(span.data() - base);
+      (is_prompt ? info.prompt_length : info.tools_length) = span.size();
       continue;
     }
     if (auto err = validate(v, 1)) return invalid_json(err);

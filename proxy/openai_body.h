@@ -31,6 +31,9 @@ struct RequestInfo {
   // "prompt" (completions), "messages" (chat), "input" (embeddings, responses); 0/0 if none.
   size_t prompt_offset = 0;
   size_t prompt_length = 0;
+  // Raw JSON span of a top-level "tools" (chat), 0/0 if none.
+  size_t tools_offset = 0;
+  size_t tools_length = 0;
 };
 
 // Which top-level field a routed path requires; empty for "any POST with a model".

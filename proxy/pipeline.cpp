@@ -431,16 +431,24 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
 
   // Rewrite the model in place; keep the prompt span valid for the picker.
   size_t prompt_offset = info.prompt_offset;
+  size_t tools_offset = info.tools_offset;
   if (target != info.model) {
     const auto before = body.size();
     rewrite_request_model(body, info, target);
-    if (prompt_offset > info.model_offset) prompt_offset += body.size() - before;
+    // Spans after the model token moved by the size difference (either sign).
+    const auto shift = [&](size_t& offset) {
+      if (offset > info.model_offset) offset = offset + body.size() - before;
+    };
+    shift(prompt_offset);
+    shift(tools_offset);
   }
   routing::RequestFeatures features;
   features.model = target;
   features.priority = resolution.priority;
   if (info.prompt_length > 0 && prompt_offset + info.prompt_length <= body.size())
     features.prompt = std::string_view(body).substr(prompt_offset, info.prompt_length);
+  if (info.tools_length > 0 && tools_offset + info.tools_length <= body.size())
+    features.tools = std::string_view(body).substr(tools_offset, info.tools_length);
   prepare_upstream_request(msg, *request, request_id);
 
   // What the scheduler sees of the pool: live counters plus the scraper's latest metrics

@@ -770,3 +770,18 @@ TEST_CASE("robustness: 20000 mutated bodies and streams") {
   CHECK(accepted > 500);
   CHECK(rewritten > 500);
 }
+
+TEST_CASE("parse_request records the tools span for prefix hashing") {
+  std::string body =
+      R"({"model":"m","tools":[{"type":"function","function":{"name":"f"}}],"messages":[]})";
+  const RequestInfo info = parse_request(body, kChat);
+  REQUIRE(info.ok);
+  CHECK(body.substr(info.tools_offset, info.tools_length) ==
+        R"([{"type":"function","function":{"name":"f"}}])");
+  CHECK(body.substr(info.prompt_offset, info.prompt_length) == "[]");
+
+  std::string no_tools = R"({"model":"m","messages":[]})";
+  const RequestInfo none = parse_request(no_tools, kChat);
+  REQUIRE(none.ok);
+  CHECK(none.tools_length == 0);
+}
