@@ -66,6 +66,9 @@ struct LimitsConfig {
   std::chrono::milliseconds drain_timeout{30'000};
   uint32_t max_retries = 2;  // extra attempts on other endpoints, before the first response byte
   uint32_t upstream_max_idle_per_endpoint = 64;  // idle keep-alive connections kept per worker
+  // HTTP/2: SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients (streams beyond it are
+  // refused with RST_STREAM REFUSED_STREAM).
+  uint32_t max_concurrent_streams = 100;
 };
 
 // The scheduler profiles the loader accepts (routing/scheduler_config.h implements them).
@@ -137,6 +140,16 @@ struct ModelServerMetricsConfig {
   std::string engine_type = "auto";
 };
 
+// Endpoint discovery. A static endpoint whose address is a DNS name stands for every A/AAAA
+// record of that name (a Kubernetes headless Service, `docker compose --scale`), re-resolved
+// every `dns_interval`; endpoints come and go as the records change.
+struct DiscoveryConfig {
+  std::chrono::milliseconds dns_interval{5'000};
+  // An /etc/hosts-style file consulted before DNS, re-read at every resolution (local
+  // development, tests, pinning names without a DNS server). Empty: none.
+  std::string hosts_file;
+};
+
 struct ProxyConfig {
   std::string name;
   uint32_t workers = 0;  // 0 = std::thread::hardware_concurrency()
@@ -146,6 +159,7 @@ struct ProxyConfig {
   LimitsConfig limits;
   SchedulerConfig scheduler;
   ModelServerMetricsConfig model_server_metrics;
+  DiscoveryConfig discovery;
   SourceLocation where;
 };
 

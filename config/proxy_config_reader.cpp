@@ -212,11 +212,11 @@ void read_endpoints(DocContext& ctx, const Field& field, ProxyConfig& config) {
 }
 
 void read_limits(DocContext& ctx, const Field& field, LimitsConfig& limits) {
-  MapReader m(
-      ctx, field,
-      {"maxRequestBodyBytes", "maxRequestHeaderBytes", "maxResponseBodyBytes", "headerTimeout",
-       "bodyTimeout", "idleTimeout", "upstreamConnectTimeout", "upstreamResponseTimeout",
-       "upstreamIdleTimeout", "drainTimeout", "maxRetries", "upstreamMaxIdlePerEndpoint"});
+  MapReader m(ctx, field,
+              {"maxRequestBodyBytes", "maxRequestHeaderBytes", "maxResponseBodyBytes",
+               "headerTimeout", "bodyTimeout", "idleTimeout", "upstreamConnectTimeout",
+               "upstreamResponseTimeout", "upstreamIdleTimeout", "drainTimeout", "maxRetries",
+               "upstreamMaxIdlePerEndpoint", "maxConcurrentStreams"});
   if (!m.valid()) return;
   read_size_into(ctx, m.get("maxRequestBodyBytes"), 1, &limits.max_request_body_bytes);
   read_size_into(ctx, m.get("maxRequestHeaderBytes"), 1024, &limits.max_request_header_bytes);
@@ -232,6 +232,7 @@ void read_limits(DocContext& ctx, const Field& field, LimitsConfig& limits) {
   read_int_into(ctx, m.get("maxRetries"), 0, 100, &limits.max_retries);
   read_int_into(ctx, m.get("upstreamMaxIdlePerEndpoint"), 0, 1'000'000,
                 &limits.upstream_max_idle_per_endpoint);
+  read_int_into(ctx, m.get("maxConcurrentStreams"), 1, 1'000'000, &limits.max_concurrent_streams);
 }
 
 // The bounds of a floating-point field; each side open or closed.
@@ -417,6 +418,15 @@ void read_scheduler(DocContext& ctx, const Field& field, SchedulerConfig& schedu
   read_scheduler_pools(ctx, m.get("pools"), scheduler, pool_refs);
 }
 
+void read_discovery(DocContext& ctx, const Field& field, DiscoveryConfig& out) {
+  MapReader m(ctx, field, {"dns"});
+  if (!m.valid()) return;
+  MapReader dns(ctx, m.get("dns"), {"interval", "hostsFile"});
+  if (!dns.valid()) return;
+  read_duration_into(ctx, dns.get("interval"), false, &out.dns_interval);
+  if (auto path = read_string(ctx, dns.get("hostsFile"))) out.hosts_file = *path;
+}
+
 void read_model_server_metrics(DocContext& ctx, const Field& field, ModelServerMetricsConfig& out) {
   MapReader m(ctx, field, {"enabled", "interval", "timeout", "staleAfter", "path", "engineType"});
   if (!m.valid()) return;
@@ -458,9 +468,9 @@ void read_proxy_config(DocContext& ctx, const YAML::Node& root, DocMeta meta, Do
   out.meta = std::move(meta);
   ProxyConfig& config = out.config;
 
-  MapReader spec(
-      ctx, doc.get("spec"),
-      {"workers", "listeners", "admin", "endpoints", "limits", "scheduler", "modelServerMetrics"});
+  MapReader spec(ctx, doc.get("spec"),
+                 {"workers", "listeners", "admin", "endpoints", "limits", "scheduler",
+                  "modelServerMetrics", "discovery"});
   read_int_into(ctx, spec.get("workers"), 0, 1024, &config.workers);
   read_listeners(ctx, spec.get("listeners"), config);
   read_admin(ctx, spec.get("admin"), config);
@@ -468,6 +478,7 @@ void read_proxy_config(DocContext& ctx, const YAML::Node& root, DocMeta meta, Do
   read_limits(ctx, spec.get("limits"), config.limits);
   read_scheduler(ctx, spec.get("scheduler"), config.scheduler, out.scheduler_pools);
   read_model_server_metrics(ctx, spec.get("modelServerMetrics"), config.model_server_metrics);
+  read_discovery(ctx, spec.get("discovery"), config.discovery);
   docs.proxies.push_back(std::move(out));
 }
 

@@ -10,7 +10,10 @@
 #include "config/loader.h"
 #include "proxy/admin_server.h"
 #include "proxy/asio.h"
+#include "proxy/config_watcher.h"
+#include "proxy/dns_discovery.h"
 #include "proxy/scraper.h"
+#include "proxy/tls_context.h"
 #include "proxy/worker.h"
 
 namespace infergate::proxy {
@@ -61,6 +64,12 @@ Gateway::Gateway(config::SnapshotPtr snapshot, std::vector<std::string> config_p
 
 Gateway::~Gateway() = default;
 
+void Gateway::publish() {
+  auto state = builder_.build(current_, dns_);
+  publish_pool_gauges(context_, *state);
+  context_.state.store(std::move(state));
+}
+
 bool Gateway::reload() {
   auto result = config::load(config_paths_);
   for (const auto& d : result.diagnostics) {
@@ -74,9 +83,9 @@ bool Gateway::reload() {
     log::error("configuration reload failed; keeping the running configuration");
     return false;
   }
-  auto state = builder_.build(result.snapshot);
-  publish_pool_gauges(context_, *state);
-  context_.state.store(std::move(state));
+  current_ = result.snapshot;
+  publish();
+  if (dns_discovery_) dns_discovery_->update(*current_);
   context_.metrics.config_reloads().Add({{"result", "success"}}).Increment();
   log::info("configuration reloaded");
   return true;
@@ -88,9 +97,8 @@ int Gateway::run() {
   asio::io_context control;
   asio::signal_set signals(control, SIGINT, SIGTERM, SIGHUP);
   const auto& proxy = initial_->proxy;
-  auto state = builder_.build(initial_);
-  publish_pool_gauges(context_, *state);
-  context_.state.store(state);
+  current_ = initial_;
+  publish();
   context_.metrics.config_reloads().Add({{"result", "success"}}).Increment();
 
   unsigned n_workers = proxy.workers;
@@ -99,15 +107,42 @@ int Gateway::run() {
   std::vector<std::unique_ptr<Worker>> workers;
   for (unsigned i = 0; i < n_workers; ++i) workers.push_back(std::make_unique<Worker>(context_, i));
 
-  for (const auto& listener : proxy.listeners) {
-    if (listener.tls) {
-      log::error("listener {}: TLS listeners are not supported yet", listener.address);
+  // TLS contexts, one per TLS listener, shared by its acceptors on every worker; SIGHUP
+  // reloads the files (main checked them already, so a failure here is a race with an edit).
+  std::vector<std::shared_ptr<TlsContextHolder>> tls_contexts(proxy.listeners.size());
+  for (size_t i = 0; i < proxy.listeners.size(); ++i) {
+    const auto& listener = proxy.listeners[i];
+    if (!listener.tls) continue;
+    std::string error;
+    auto ctx = make_server_tls_context(*listener.tls, &error);
+    if (!ctx) {
+      log::error("listener {}: {}", listener.address, error);
       return 1;
     }
+    tls_contexts[i] = std::make_shared<TlsContextHolder>(std::move(ctx));
   }
+  auto reload_tls = [&] {
+    const auto& now = context_.state.load()->config->proxy.listeners;
+    for (size_t i = 0; i < proxy.listeners.size(); ++i) {
+      if (!tls_contexts[i]) continue;
+      // The files of the same listener in the new configuration, else the ones it started with.
+      const config::TlsConfig* files = &*proxy.listeners[i].tls;
+      if (i < now.size() && now[i].address == proxy.listeners[i].address && now[i].tls)
+        files = &*now[i].tls;
+      std::string error;
+      if (auto ctx = make_server_tls_context(*files, &error)) {
+        tls_contexts[i]->set(std::move(ctx));
+        log::info("listener {}: TLS certificate reloaded", proxy.listeners[i].address);
+      } else {
+        log::error("listener {}: TLS reload failed, keeping the running certificate: {}",
+                   proxy.listeners[i].address, error);
+      }
+    }
+  };
 
   // Listeners: bind on worker 0 first so port 0 resolves to one real port shared by all.
-  for (const auto& listener : proxy.listeners) {
+  for (size_t li = 0; li < proxy.listeners.size(); ++li) {
+    const auto& listener = proxy.listeners[li];
     error_code ec;
     const auto addr = asio::ip::make_address(listener.host, ec);
     if (ec) {
@@ -123,10 +158,10 @@ int Gateway::run() {
         return 2;
       }
       if (i == 0) ep = acceptor.local_endpoint();
-      workers[i]->add_acceptor(std::move(acceptor), listener.tls.has_value());
+      workers[i]->add_acceptor(std::move(acceptor), tls_contexts[li]);
     }
     log::write(log::Level::kInfo, "listener ready",
-               {{"address", format_address(ep)}, {"protocol", "http"}});
+               {{"address", format_address(ep)}, {"protocol", listener.tls ? "https" : "http"}});
   }
 
   AdminServer admin(control, context_, listeners_up_);
@@ -142,6 +177,18 @@ int Gateway::run() {
 
   Scraper scraper(context_);
   scraper.start();
+  // Discovery and config-file watching run on the control thread.
+  DnsDiscovery dns(control, [this](const DnsResults& results) {
+    dns_ = results;
+    publish();
+  });
+  dns_discovery_ = &dns;
+  dns.update(*current_);
+  ConfigWatcher watcher(control, config_paths_, [this] {
+    log::info("configuration file changed: reloading");
+    reload();
+  });
+  watcher.start();
   for (auto& w : workers) w->start();
   listeners_up_ = true;
   log::info("infergate serving with {} worker(s), {} pool(s), {} endpoint(s), {} model route(s)",
@@ -154,6 +201,8 @@ int Gateway::run() {
   std::function<void()> poll_drain;
   std::function<void(const error_code&, int)> on_signal;
   auto finish = [&] {
+    dns.stop();
+    watcher.stop();
     admin.stop();
     for (auto& w : workers) w->stop();
     control.stop();
@@ -179,6 +228,7 @@ int Gateway::run() {
     if (signo == SIGHUP) {
       log::info("SIGHUP: reloading configuration");
       reload();
+      reload_tls();
     } else if (!draining) {
       draining = true;
       const auto timeout = context_.state.load()->config->proxy.limits.drain_timeout;
@@ -199,6 +249,7 @@ int Gateway::run() {
 
   for (auto& w : workers) w->join();
   scraper.stop();
+  dns_discovery_ = nullptr;
   return 0;
 }
 

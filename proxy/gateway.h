@@ -3,6 +3,7 @@
 // reload, SIGTERM/SIGINT drain), and the published runtime state.
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +13,8 @@
 #include "proxy/runtime_state.h"
 
 namespace infergate::proxy {
+
+class DnsDiscovery;
 
 class Gateway {
  public:
@@ -23,12 +26,16 @@ class Gateway {
   int run();
 
  private:
-  bool reload();  // SIGHUP: validate, then swap; an invalid config keeps the running one
+  bool reload();   // SIGHUP / file change: validate, then swap; an invalid config keeps the old
+  void publish();  // builds and publishes a RuntimeState from current_ and the DNS results
 
   config::SnapshotPtr initial_;
+  config::SnapshotPtr current_;                          // control thread only
+  std::map<std::string, std::vector<std::string>> dns_;  // control thread only
   std::vector<std::string> config_paths_;
   GatewayContext context_;
   StateBuilder builder_;
+  DnsDiscovery* dns_discovery_ = nullptr;  // lives in run()
   std::atomic<bool> listeners_up_{false};
 };
 

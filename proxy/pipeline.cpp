@@ -358,6 +358,7 @@ awaitable<bool> send_error(Downstream* downstream, const GatewayError& error,
 awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstream* downstream) {
   co_await asio::this_coro::throw_if_cancelled(false);
   const RuntimeStatePtr state = worker->context().state.load();
+  worker->sync_upstreams(*state);
   const auto& limits = state->config->proxy.limits;
   auto& gm = worker->context().metrics;
   auto& msg = request->msg;
@@ -717,7 +718,7 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
   }
 
   // Done: recycle the upstream connection and record what happened.
-  if (parser->keep_alive()) {
+  if (parser->keep_alive() && worker->endpoint_live(chosen->id)) {
     worker->upstream(chosen->id).give_back(std::move(conn), limits.upstream_max_idle_per_endpoint);
   }
   mm.duration->Observe(seconds_since(request->received_at));

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <set>
 
+#include <boost/asio/ip/address.hpp>
+
 #include "proxy/errors.h"
 
 namespace infergate::proxy {
@@ -75,19 +77,48 @@ routing::SchedulerConfig scheduler_config_for(const config::SchedulerConfig& cfg
   return out;
 }
 
-RuntimeStatePtr StateBuilder::build(config::SnapshotPtr snapshot) {
+namespace {
+
+// One endpoint per DNS address (issue 7 §2); IP literals and unresolved names as they are.
+std::vector<config::Endpoint> expand(const std::vector<config::Endpoint>& endpoints,
+                                     const DnsResults& dns) {
+  std::vector<config::Endpoint> out;
+  out.reserve(endpoints.size());
+  for (const auto& ep : endpoints) {
+    boost::system::error_code ec;
+    boost::asio::ip::make_address(ep.host, ec);
+    const auto it = ec ? dns.find(ep.host) : dns.end();
+    if (it == dns.end()) {
+      out.push_back(ep);
+      continue;
+    }
+    for (const auto& ip : it->second) {
+      config::Endpoint e = ep;
+      e.host = ip;
+      e.name = ep.name + "@" + ip;
+      e.key = ep.pool + "|" + e.name + "|" + ip + ":" + std::to_string(ep.port);
+      out.push_back(std::move(e));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+RuntimeStatePtr StateBuilder::build(config::SnapshotPtr snapshot, const DnsResults& dns) {
   std::lock_guard lock(mu_);
   const auto& sched = snapshot->proxy.scheduler;
   if (!prefix_index_) {
     prefix_index_ = std::make_shared<routing::PrefixIndex>(
         std::max<size_t>(sched.prefix_index_bytes, routing::PrefixIndex::min_budget_bytes()));
   }
+  const std::vector<config::Endpoint> endpoints = expand(snapshot->endpoints, dns);
   std::vector<PoolRuntime> pools;
   for (const auto& pool : snapshot->pools) {
     PoolRuntime pr;
     pr.key = config::Snapshot::pool_key(pool.namespace_, pool.name);
     pr.pool = &pool;
-    for (const auto& ep : snapshot->endpoints) {
+    for (const auto& ep : endpoints) {
       if (ep.pool != pr.key) continue;
       std::shared_ptr<EndpointRuntime> rt;
       if (auto it = endpoints_.find(ep.key); it != endpoints_.end()) rt = it->second.lock();

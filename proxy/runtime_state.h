@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -66,9 +67,14 @@ using RuntimeStatePtr = std::shared_ptr<const RuntimeState>;
 
 // Builds RuntimeStates and keeps EndpointRuntime objects alive across reloads by key.
 // Thread-safe (called from the reload path only).
+// host name -> resolved addresses (proxy/dns_discovery.h).
+using DnsResults = std::map<std::string, std::vector<std::string>>;
+
 class StateBuilder {
  public:
-  RuntimeStatePtr build(config::SnapshotPtr snapshot);
+  // `dns`: endpoints whose host is a DNS name with results there expand to one endpoint per
+  // address ("name@address"); names not resolved yet stay one endpoint resolved at connect.
+  RuntimeStatePtr build(config::SnapshotPtr snapshot, const DnsResults& dns = {});
 
  private:
   std::mutex mu_;

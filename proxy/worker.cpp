@@ -2,8 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <array>
+#include <boost/beast/ssl.hpp>
+
 #include "common/log.h"
 #include "proxy/http1_session.h"
+#include "proxy/http2_session.h"
 #include "proxy/scraper.h"
 
 namespace infergate::proxy {
@@ -42,7 +47,7 @@ Worker::~Worker() {
   io_.run_for(std::chrono::seconds(2));
 }
 
-void Worker::add_acceptor(tcp::acceptor acceptor, bool tls) {
+void Worker::add_acceptor(tcp::acceptor acceptor, std::shared_ptr<TlsContextHolder> tls) {
   acceptors_.push_back(std::make_unique<tcp::acceptor>(std::move(acceptor)));
   acceptor_tls_.push_back(tls);
 }
@@ -73,12 +78,16 @@ void Worker::begin_drain() {
       a->close(ignored);
     }
     for (auto& s : sessions_) {
-      if (s.idle) s.stream->cancel();  // wakes its header read; the session sees draining
+      if (s.on_drain)
+        s.on_drain();  // HTTP/2: GOAWAY; the open streams finish
+      else if (s.idle)
+        s.stream->cancel();  // wakes its header read; the session sees draining
     }
   });
 }
 
-awaitable<void> Worker::accept_loop(Worker* self, tcp::acceptor* acceptor, bool tls) {
+awaitable<void> Worker::accept_loop(Worker* self, tcp::acceptor* acceptor,
+                                    std::shared_ptr<TlsContextHolder> tls) {
   for (;;) {
     auto [ec, socket] = co_await acceptor->async_accept(kNoThrow);
     if (ec) {
@@ -91,8 +100,90 @@ awaitable<void> Worker::accept_loop(Worker* self, tcp::acceptor* acceptor, bool 
     }
     error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    asio::co_spawn(self->io_, run_http1_session(self, std::move(socket), tls),
+    asio::co_spawn(self->io_, serve_connection(self, std::move(socket), tls),
                    log_coroutine_exception);
+  }
+}
+
+namespace {
+
+// Registers a connection for the drain and the connection gauges, for its whole life.
+class SessionRegistration {
+ public:
+  SessionRegistration(Worker* w, beast::tcp_stream* s) : w_(w), h_(w->register_session(s)) {}
+  SessionRegistration(const SessionRegistration&) = delete;
+  SessionRegistration& operator=(const SessionRegistration&) = delete;
+  ~SessionRegistration() { w_->unregister_session(h_); }
+  Worker::SessionEntry& entry() { return *h_; }
+
+ private:
+  Worker* w_;
+  Worker::SessionHandle h_;
+};
+
+constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+}  // namespace
+
+awaitable<void> Worker::serve_connection(Worker* self, tcp::socket socket,
+                                         std::shared_ptr<TlsContextHolder> tls) {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  error_code ec;
+  const auto peer = socket.remote_endpoint(ec);
+  std::string client_address = ec ? std::string("unknown") : peer.address().to_string();
+  const auto limits = self->context_.state.load()->config->proxy.limits;
+
+  if (tls) {
+    // Hold the context for the connection's life: a SIGHUP may replace the listener's.
+    const TlsContextPtr ctx = tls->get();
+    beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *ctx);
+    SessionRegistration registration(self, &beast::get_lowest_layer(stream));
+    beast::get_lowest_layer(stream).expires_after(limits.header_timeout);
+    auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kNoThrow);
+    if (hec) {
+      log::debug("TLS handshake with {} failed: {}", client_address, hec.message());
+      error_code ignored;
+      beast::get_lowest_layer(stream).socket().close(ignored);
+      co_return;
+    }
+    if (negotiated_alpn(stream.native_handle()) == "h2") {
+      co_await run_http2_session(self, stream, registration.entry(), {}, client_address, true);
+    } else {
+      co_await run_http1_session(self, stream, registration.entry(), {}, client_address, true);
+    }
+    co_return;
+  }
+
+  // Plain: HTTP/2 with prior knowledge starts with the connection preface; anything else is
+  // HTTP/1.1. Read until the bytes leave the preface or the whole preface is there.
+  beast::tcp_stream stream(std::move(socket));
+  SessionRegistration registration(self, &stream);
+  std::string initial;
+  bool h2 = false;
+  std::array<char, 4096> buf;
+  for (;;) {
+    stream.expires_after(initial.empty() ? limits.idle_timeout : limits.header_timeout);
+    auto [rec, n] = co_await stream.async_read_some(asio::buffer(buf), kNoThrow);
+    if (rec) {
+      error_code ignored;
+      stream.socket().close(ignored);
+      co_return;  // closed, timed out, or woken by a drain before a request
+    }
+    initial.append(buf.data(), n);
+    const size_t k = std::min(initial.size(), kH2Preface.size());
+    if (std::string_view(initial).substr(0, k) != kH2Preface.substr(0, k)) break;
+    if (initial.size() >= kH2Preface.size()) {
+      h2 = true;
+      break;
+    }
+  }
+  stream.expires_never();
+  if (h2) {
+    co_await run_http2_session(self, stream, registration.entry(), std::move(initial),
+                               client_address, false);
+  } else {
+    co_await run_http1_session(self, stream, registration.entry(), std::move(initial),
+                               client_address, false);
   }
 }
 
@@ -193,6 +284,21 @@ void Worker::dispatch_flow(const std::string& pool_key) {
     *entry->value.outcome = FlowOutcome::kAdmitted;
     entry->value.wake->cancel();
     admitted += 1;
+  }
+}
+
+void Worker::sync_upstreams(const RuntimeState& state) {
+  if (state.generation <= upstream_generation_) return;
+  upstream_generation_ = state.generation;
+  live_endpoints_.clear();
+  for (const auto& pool : state.pools)
+    for (const auto& ep : pool.endpoints) live_endpoints_.insert(ep->id);
+  for (auto it = upstreams_.begin(); it != upstreams_.end();) {
+    if (live_endpoints_.count(it->first)) {
+      ++it;
+    } else {
+      it = upstreams_.erase(it);  // closes its idle connections
+    }
   }
 }
 

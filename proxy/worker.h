@@ -4,16 +4,19 @@
 // below is locked; only GatewayContext is shared.
 
 #include <atomic>
+#include <functional>
 #include <list>
 #include <memory>
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "metrics/gateway_metrics.h"
 #include "proxy/asio.h"
 #include "proxy/gateway_context.h"
+#include "proxy/tls_context.h"
 #include "proxy/upstream_pool.h"
 #include "routing/flow_queue.h"
 #include "routing/rng.h"
@@ -31,7 +34,8 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   // Start-up (before start()): accept connections on `acceptor` (already bound/listening).
-  void add_acceptor(tcp::acceptor acceptor, bool tls);
+  // `tls` set: a TLS listener (ALPN h2 / http/1.1); else plain, HTTP/1.1 or h2c prior knowledge.
+  void add_acceptor(tcp::acceptor acceptor, std::shared_ptr<TlsContextHolder> tls);
   void start();  // runs the io_context on a new thread
   void join();
   // Thread-safe: posted to the worker. Stops accepting, then closes idle keep-alive
@@ -46,6 +50,14 @@ class Worker {
   routing::Rng& rng() { return rng_; }
   metrics::MetricsCache& metrics() { return metrics_cache_; }
   UpstreamPool& upstream(uint64_t endpoint_id) { return upstreams_[endpoint_id]; }
+  // After a reload or a discovery change: closes the idle upstream connections of endpoints
+  // `state` no longer has. Cheap when the generation was already seen.
+  void sync_upstreams(const RuntimeState& state);
+  // False for an endpoint removed by the newest state this worker saw: its connection must
+  // not go back to an idle pool (it would never be reused nor closed).
+  bool endpoint_live(uint64_t endpoint_id) const {
+    return upstream_generation_ == 0 || live_endpoints_.count(endpoint_id) != 0;
+  }
   std::string new_request_id();
 
   // Flow control (issue 4 §3): waits in this worker's queue for `pool_key` until the pool has
@@ -61,13 +73,19 @@ class Worker {
   struct SessionEntry {
     beast::tcp_stream* stream = nullptr;
     bool idle = true;  // waiting for the next request
+    // Set by sessions that drain themselves (HTTP/2: GOAWAY, open streams finish).
+    std::function<void()> on_drain;
   };
   using SessionHandle = std::list<SessionEntry>::iterator;
   SessionHandle register_session(beast::tcp_stream* stream);
   void unregister_session(SessionHandle h);
 
  private:
-  static awaitable<void> accept_loop(Worker* self, tcp::acceptor* acceptor, bool tls);
+  static awaitable<void> accept_loop(Worker* self, tcp::acceptor* acceptor,
+                                     std::shared_ptr<TlsContextHolder> tls);
+  // Detects the protocol (TLS: ALPN; plain: the HTTP/2 connection preface) and serves it.
+  static awaitable<void> serve_connection(Worker* self, tcp::socket socket,
+                                          std::shared_ptr<TlsContextHolder> tls);
   static awaitable<void> flow_dispatch_loop(Worker* self);
   // Wakes the waiters a pool can take now; expires the old ones.
   void dispatch_flow(const std::string& pool_key);
@@ -83,10 +101,12 @@ class Worker {
   asio::io_context io_{1};
   std::thread thread_;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
-  std::vector<bool> acceptor_tls_;
+  std::vector<std::shared_ptr<TlsContextHolder>> acceptor_tls_;
   routing::Rng rng_;
   metrics::MetricsCache metrics_cache_;
   std::unordered_map<uint64_t, UpstreamPool> upstreams_;
+  uint64_t upstream_generation_ = 0;
+  std::unordered_set<uint64_t> live_endpoints_;
   std::unordered_map<std::string, std::unique_ptr<FlowQueue>> flow_queues_;  // by pool key
   bool flow_dispatcher_running_ = false;
   std::list<SessionEntry> sessions_;

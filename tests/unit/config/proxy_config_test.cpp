@@ -128,7 +128,7 @@ TEST_CASE("ProxyConfig: unknown fields are errors, with a did-you-mean hint") {
   // Not close to anything: the valid names are listed instead.
   CHECK_HAS(e,
             "spec.colour: unknown field (expected workers, listeners, admin, endpoints, limits, "
-            "scheduler or modelServerMetrics)");
+            "scheduler, modelServerMetrics or discovery)");
   CHECK_MESSAGE(e.size() == 3, joined(e));
 }
 
@@ -619,4 +619,15 @@ TEST_CASE("ProxyConfig: modelServerMetrics") {
       "unknown engine type \"vlm\" (valid: auto, vllm, sglang or trtllm); did you mean \"vllm\"?");
   CHECK_HAS(e, "spec.modelServerMetrics.path: must be an absolute path such as /metrics");
   CHECK_HAS(e, "spec.modelServerMetrics.interval:");
+}
+
+TEST_CASE("ProxyConfig: discovery") {
+  auto d = load_ok(proxy(""));
+  CHECK(d->proxy.discovery.dns_interval == milliseconds(5000));
+  CHECK(d->proxy.discovery.hosts_file.empty());
+  auto s = load_ok(proxy("  discovery: {dns: {interval: 250ms, hostsFile: /tmp/hosts}}\n"));
+  CHECK(s->proxy.discovery.dns_interval == milliseconds(250));
+  CHECK(s->proxy.discovery.hosts_file == "/tmp/hosts");
+  auto r = load_bad(proxy("  discovery: {dns: {intervl: 1s}}\n"));
+  CHECK_HAS(errors(r), "spec.discovery.dns.intervl: unknown field (did you mean \"interval\"?)");
 }
