@@ -148,6 +148,12 @@ struct DiscoveryConfig {
   // An /etc/hosts-style file consulted before DNS, re-read at every resolution (local
   // development, tests, pinning names without a DNS server). Empty: none.
   std::string hosts_file;
+  // Kubernetes: each InferencePool's endpoints are the Ready, non-terminating pods matching its
+  // selector in its namespace (pod IP x targetPorts), from a list + watch of the API server;
+  // static endpoints of such pools are ignored once the first list arrived.
+  bool kubernetes = false;
+  // Empty: in-cluster service account, else $KUBECONFIG, else ~/.kube/config.
+  std::string kubeconfig;
 };
 
 struct ProxyConfig {

@@ -419,12 +419,18 @@ void read_scheduler(DocContext& ctx, const Field& field, SchedulerConfig& schedu
 }
 
 void read_discovery(DocContext& ctx, const Field& field, DiscoveryConfig& out) {
-  MapReader m(ctx, field, {"dns"});
+  MapReader m(ctx, field, {"dns", "kubernetes"});
   if (!m.valid()) return;
   MapReader dns(ctx, m.get("dns"), {"interval", "hostsFile"});
-  if (!dns.valid()) return;
-  read_duration_into(ctx, dns.get("interval"), false, &out.dns_interval);
-  if (auto path = read_string(ctx, dns.get("hostsFile"))) out.hosts_file = *path;
+  if (dns.valid()) {
+    read_duration_into(ctx, dns.get("interval"), false, &out.dns_interval);
+    if (auto path = read_string(ctx, dns.get("hostsFile"))) out.hosts_file = *path;
+  }
+  MapReader kube(ctx, m.get("kubernetes"), {"enabled", "kubeconfig"});
+  if (kube.valid()) {
+    if (auto enabled = read_bool(ctx, kube.get("enabled"))) out.kubernetes = *enabled;
+    if (auto path = read_string(ctx, kube.get("kubeconfig"))) out.kubeconfig = *path;
+  }
 }
 
 void read_model_server_metrics(DocContext& ctx, const Field& field, ModelServerMetricsConfig& out) {

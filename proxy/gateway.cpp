@@ -4,10 +4,12 @@
 
 #include <fmt/format.h>
 
+#include <set>
 #include <thread>
 
 #include "common/log.h"
 #include "config/loader.h"
+#include "discovery/pod_watcher.h"
 #include "proxy/admin_server.h"
 #include "proxy/asio.h"
 #include "proxy/config_watcher.h"
@@ -64,8 +66,75 @@ Gateway::Gateway(config::SnapshotPtr snapshot, std::vector<std::string> config_p
 
 Gateway::~Gateway() = default;
 
+struct Gateway::KubeWatch {
+  std::string namespace_;
+  std::map<std::string, std::string> selector;
+  std::vector<uint16_t> ports;
+  std::shared_ptr<discovery::PodWatcher> watcher;
+};
+
+void Gateway::sync_kubernetes() {
+  const auto& d = current_->proxy.discovery;
+  auto* io = static_cast<asio::io_context*>(control_io_);
+  if (!d.kubernetes || io == nullptr) {
+    for (auto& [key, w] : kube_watches_) w->watcher->stop();
+    kube_watches_.clear();
+    kube_endpoints_.clear();
+    return;
+  }
+  discovery::KubeConfig kube;
+  try {
+    kube = discovery::load_auto(d.kubeconfig);
+  } catch (const std::exception& e) {
+    log::error("kubernetes discovery: {}", e.what());
+    return;
+  }
+  std::set<std::string> present;
+  for (const auto& pool : current_->pools) {
+    const auto key = config::Snapshot::pool_key(pool.namespace_, pool.name);
+    present.insert(key);
+    auto& slot = kube_watches_[key];
+    if (slot && slot->namespace_ == pool.namespace_ && slot->selector == pool.selector &&
+        slot->ports == pool.target_ports)
+      continue;
+    if (slot) slot->watcher->stop();
+    slot = std::make_unique<KubeWatch>();
+    slot->namespace_ = pool.namespace_;
+    slot->selector = pool.selector;
+    slot->ports = pool.target_ports;
+    discovery::PodWatcherOptions opts;
+    opts.namespace_ = pool.namespace_;
+    opts.selector = pool.selector;
+    opts.target = {key, pool.target_ports};
+    try {
+      // The callback runs on the watcher's strand of the control io_context: the control
+      // thread, like every other user of kube_endpoints_.
+      slot->watcher = discovery::PodWatcher::create(
+          *io, kube, opts, [this, key](std::vector<config::Endpoint> eps) {
+            log::info("kubernetes discovery: pool {} has {} endpoint(s)", key, eps.size());
+            kube_endpoints_[key] = std::move(eps);
+            publish();
+          });
+    } catch (const std::exception& e) {
+      log::error("kubernetes discovery for pool {}: {}", key, e.what());
+      kube_watches_.erase(key);
+      continue;
+    }
+    slot->watcher->start();
+  }
+  for (auto it = kube_watches_.begin(); it != kube_watches_.end();) {
+    if (present.count(it->first)) {
+      ++it;
+      continue;
+    }
+    it->second->watcher->stop();
+    kube_endpoints_.erase(it->first);
+    it = kube_watches_.erase(it);
+  }
+}
+
 void Gateway::publish() {
-  auto state = builder_.build(current_, dns_);
+  auto state = builder_.build(current_, dns_, kube_endpoints_);
   publish_pool_gauges(context_, *state);
   context_.state.store(std::move(state));
 }
@@ -84,6 +153,7 @@ bool Gateway::reload() {
     return false;
   }
   current_ = result.snapshot;
+  sync_kubernetes();
   publish();
   if (dns_discovery_) dns_discovery_->update(*current_);
   context_.metrics.config_reloads().Add({{"result", "success"}}).Increment();
@@ -184,6 +254,8 @@ int Gateway::run() {
   });
   dns_discovery_ = &dns;
   dns.update(*current_);
+  control_io_ = &control;
+  sync_kubernetes();
   ConfigWatcher watcher(control, config_paths_, [this] {
     log::info("configuration file changed: reloading");
     reload();
@@ -202,6 +274,7 @@ int Gateway::run() {
   std::function<void(const error_code&, int)> on_signal;
   auto finish = [&] {
     dns.stop();
+    for (auto& [key, w] : kube_watches_) w->watcher->stop();
     watcher.stop();
     admin.stop();
     for (auto& w : workers) w->stop();
@@ -250,6 +323,8 @@ int Gateway::run() {
   for (auto& w : workers) w->join();
   scraper.stop();
   dns_discovery_ = nullptr;
+  kube_watches_.clear();
+  control_io_ = nullptr;
   return 0;
 }
 

@@ -27,11 +27,17 @@ class Gateway {
 
  private:
   bool reload();   // SIGHUP / file change: validate, then swap; an invalid config keeps the old
-  void publish();  // builds and publishes a RuntimeState from current_ and the DNS results
+  void publish();  // builds and publishes a RuntimeState from current_ and the discovery results
+  void sync_kubernetes();  // one pod watcher per pool when spec.discovery.kubernetes is on
 
   config::SnapshotPtr initial_;
   config::SnapshotPtr current_;                          // control thread only
   std::map<std::string, std::vector<std::string>> dns_;  // control thread only
+  // Kubernetes discovery, control thread only: pool key -> its watcher and latest endpoints.
+  struct KubeWatch;
+  std::map<std::string, std::unique_ptr<KubeWatch>> kube_watches_;
+  std::map<std::string, std::vector<config::Endpoint>> kube_endpoints_;
+  void* control_io_ = nullptr;  // the control io_context while run() runs
   std::vector<std::string> config_paths_;
   GatewayContext context_;
   StateBuilder builder_;

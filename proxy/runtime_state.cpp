@@ -105,14 +105,20 @@ std::vector<config::Endpoint> expand(const std::vector<config::Endpoint>& endpoi
 
 }  // namespace
 
-RuntimeStatePtr StateBuilder::build(config::SnapshotPtr snapshot, const DnsResults& dns) {
+RuntimeStatePtr StateBuilder::build(
+    config::SnapshotPtr snapshot, const DnsResults& dns,
+    const std::map<std::string, std::vector<config::Endpoint>>& discovered) {
   std::lock_guard lock(mu_);
   const auto& sched = snapshot->proxy.scheduler;
   if (!prefix_index_) {
     prefix_index_ = std::make_shared<routing::PrefixIndex>(
         std::max<size_t>(sched.prefix_index_bytes, routing::PrefixIndex::min_budget_bytes()));
   }
-  const std::vector<config::Endpoint> endpoints = expand(snapshot->endpoints, dns);
+  std::vector<config::Endpoint> endpoints;
+  for (const auto& ep : expand(snapshot->endpoints, dns))
+    if (!discovered.count(ep.pool)) endpoints.push_back(ep);
+  for (const auto& [pool, eps] : discovered)
+    endpoints.insert(endpoints.end(), eps.begin(), eps.end());
   std::vector<PoolRuntime> pools;
   for (const auto& pool : snapshot->pools) {
     PoolRuntime pr;

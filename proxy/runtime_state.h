@@ -74,7 +74,10 @@ class StateBuilder {
  public:
   // `dns`: endpoints whose host is a DNS name with results there expand to one endpoint per
   // address ("name@address"); names not resolved yet stay one endpoint resolved at connect.
-  RuntimeStatePtr build(config::SnapshotPtr snapshot, const DnsResults& dns = {});
+  // `discovered`: pool key -> endpoints from Kubernetes; they replace that pool's static ones.
+  RuntimeStatePtr build(
+      config::SnapshotPtr snapshot, const DnsResults& dns = {},
+      const std::map<std::string, std::vector<config::Endpoint>>& discovered = {});
 
  private:
   std::mutex mu_;

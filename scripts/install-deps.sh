@@ -11,6 +11,8 @@ PACKAGES=(
   libyaml-cpp-dev libfmt-dev doctest-dev libxxhash-dev libbenchmark-dev
   # real clients used by the integration tests
   curl python3 procps
+  # packaging checks (tests/integration/test_packaging.py)
+  python3-yaml docker-compose
   # style check (scripts/check-format.sh)
   clang-format
 )
