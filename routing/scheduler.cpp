@@ -198,11 +198,16 @@ Decision Scheduler::schedule_scored(std::span<const EndpointView> candidates,
     FilterReason why = FilterReason::kNone;
     if (ours_) {
       // What the engine will see once the requests sent since the scrape arrive: each one
-      // queues, and its prompt occupies KV blocks.
-      waiting += static_cast<double>(std::max<int64_t>(0, e.dispatched_since_scrape));
+      // queues, and its prompt occupies KV blocks. Only those still in flight count: one that
+      // was already answered adds nothing, and the gateway's in-flight count bounds how many of
+      // the requests sent since the scrape can still be at the engine.
+      const int64_t sent = std::max<int64_t>(0, e.dispatched_since_scrape);
+      const int64_t pending = std::min(sent, std::max<int64_t>(0, e.in_flight));
+      waiting += static_cast<double>(pending);
       if (e.metrics != nullptr && e.metrics->block_size > 0 && e.metrics->num_gpu_blocks > 0 &&
-          e.prompt_bytes_since_scrape > 0) {
-        const double tokens = static_cast<double>(e.prompt_bytes_since_scrape) /
+          e.prompt_bytes_since_scrape > 0 && pending > 0) {
+        const double tokens = static_cast<double>(e.prompt_bytes_since_scrape) *
+                              (static_cast<double>(pending) / static_cast<double>(sent)) /
                               static_cast<double>(config_.prefix.bytes_per_token);
         kv += tokens / (static_cast<double>(e.metrics->block_size) *
                         static_cast<double>(e.metrics->num_gpu_blocks));

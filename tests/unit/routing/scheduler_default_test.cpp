@@ -435,3 +435,23 @@ TEST_CASE("default: one Scheduler and one index serve several threads at once") 
   CHECK(picked.load() == 8000);
   CHECK(index->count_occupied() > 0);
 }
+
+TEST_CASE("default: requests sent since the scrape and already answered add no load") {
+  // A sequential client between two scrapes: each request finished before the next, so the
+  // idle pod must stay the choice (only in-flight requests can still be queued there).
+  Fleet f;
+  f.add(0, 0.1);  // idle
+  f.add(3, 0.5);  // busy
+  auto s = make(Profile::kDefault);
+  Rng rng(3);
+  for (int i = 0; i < 20; ++i) {
+    const size_t picked = dispatch(s, f, {}, rng);
+    CHECK(picked == 0u);
+    f.view(picked).dispatched_since_scrape += 1;  // sent since the scrape...
+    f.view(picked).prompt_bytes_since_scrape += 4096;
+    // ...and already answered: in_flight stays 0.
+  }
+  // The same requests still in flight do count: the idle pod fills up and the busy one wins.
+  f.view(0).in_flight = 20;
+  CHECK(decide(s, f, {}, rng).index == 1u);
+}
