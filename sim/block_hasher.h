@@ -5,8 +5,8 @@
 //
 // The simulator has no vocabulary: a "token id" is a 64-bit hash of what the approximate tokenizer
 // (tokenizer.h) calls one token, e.g. one 4-byte group of prompt text, so two prompts that share a
-// text prefix share its tokens and hence its blocks. Collisions are astronomically unlikely and would
-// only make the simulated cache a little too good. Sans-I/O, header-only, copyable.
+// text prefix share its tokens and hence its blocks. Collisions are astronomically unlikely and
+// would only make the simulated cache a little too good. Sans-I/O, header-only, copyable.
 
 #include "sim/tokenizer.h"
 

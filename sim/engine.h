@@ -1,37 +1,47 @@
 #pragma once
-// Sans-I/O model of a vLLM engine: requests in, token timings out. It never reads a clock and
-// never touches a socket; the caller passes `now` to every call and calls advance() once
-// next_wakeup() has passed. That keeps it testable to the nanosecond with a fake clock, and lets
-// a later version replace the timing model (continuous-batching steps, prefix cache, LoRA slot
-// loading) without touching the HTTP side.
+// Sans-I/O model of a vLLM V1 engine core: continuous batching in steps over a paged KV cache with
+// a prefix cache and LoRA slots. It never reads a clock and never touches a socket: the caller
+// passes `now` (simulated time) to every call and calls advance() once next_wakeup() has passed,
+// which keeps it testable to the nanosecond with a fake clock.
 //
-// Timing model of this version:
-//   - A request waits (FIFO) until it can be admitted, then runs: its first output token is due
-//     ttft after admission, each further token itl after the previous one, independently of the
-//     other running requests (no batching slowdown yet).
-//   - Admission needs fewer than max_num_seqs running requests; for a LoRA request, its adapter
-//     already running or fewer than max_loras distinct adapters running (as vLLM, a LoRA-blocked
-//     request is skipped and later ones may go first); and room for the request's whole KV
-//     footprint, ceil((prompt + output) / block_size) blocks, next to the footprints of the
-//     running requests, so nothing is ever preempted. A request larger than the whole cache runs
-//     alone rather than never.
-//   - KV usage = blocks holding the running requests' tokens so far (prompt + generated) divided
-//     by num_gpu_blocks, which is what vLLM reports (referenced blocks, not reservations).
-//   - A request with output_tokens == 0 (embeddings) finishes after its prefill (ttft).
+// The model, following vllm/v1/core/sched/scheduler.py:
+//   - The engine runs one step (forward pass) at a time, back to back while there is work. Every
+//     output token becomes available at the end of the step that computed it.
+//   - Each step is scheduled FCFS under a token budget of max_num_batched_tokens. First the running
+//     requests, in admission order: one token each when decoding, the next chunk of the prompt
+//     when still prefilling (chunked prefill). When the KV cache has no free block for one of them,
+//     the newest running request is preempted: its blocks are freed, it goes back to the front of
+//     the waiting queue and will recompute its prompt and output so far (its cached blocks help).
+//   - Then, if nothing was preempted, waiting requests are admitted while fewer than max_num_seqs
+//     run, the budget lasts and their first chunk fits in free blocks. A request's cached prefix
+//     (full blocks of the same chained hash, see block_hasher.h and kv_cache.h) is taken from the
+//     cache and not computed; at least its last token is always computed. A request whose LoRA
+//     adapter would make more than max_loras distinct adapters in the step is skipped, and later
+//     requests may pass it; any other request that does not fit stops admission (head of line).
+//   - Step time = base + per_prefill_token * prefill tokens + per_decode_seq * decoding sequences,
+//     plus lora_load for each adapter the step needs that is not resident in one of the max_loras
+//     GPU slots (LRU). In fixed-latency mode (the simulator's --ttft-ms/--itl-ms) a step that does
+//     prefill work takes prefill_step and a decode-only step decode_step, whatever their size.
+//   - Finished requests release their blocks; with prefix caching the full ones keep their content
+//     until the LRU allocation reuses them.
 //
-// Not thread-safe: one owner calls everything.
+// A request arriving while idle starts a step at its arrival time, but only when advance() runs,
+// so requests that arrive together are batched together, as vLLM's engine loop drains its input
+// queue before scheduling. Not thread-safe: one owner calls everything.
 
+#include "sim/block_hasher.h"
 #include "sim/histogram.h"
+#include "sim/kv_cache.h"
 
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
-#include <queue>
 #include <string>
+#include <string_view>
 #include <unordered_map>
-#include <utility>
 #include <vector>
 
 namespace infergate::sim {
@@ -43,15 +53,27 @@ using RequestId = uint64_t;
 
 enum class FinishReason { kStop, kLength };
 
+struct StepCost {
+  Duration base = std::chrono::microseconds(7000);
+  Duration per_prefill_token = std::chrono::nanoseconds(30000);
+  Duration per_decode_seq = std::chrono::nanoseconds(50000);
+  Duration lora_load = std::chrono::milliseconds(100);
+  bool fixed = false;  // fixed-latency mode
+  Duration prefill_step = std::chrono::milliseconds(20);
+  Duration decode_step = std::chrono::milliseconds(5);
+};
+
 struct EngineConfig {
-  Duration ttft = std::chrono::milliseconds(20);
-  Duration itl = std::chrono::milliseconds(5);
-  int64_t max_num_seqs = 256;
-  int64_t max_loras = 1;
+  StepCost cost;
+  int64_t max_num_seqs = 1024;
+  int64_t max_num_batched_tokens = 8192;
+  bool chunked_prefill = true;  // off: a prompt that does not fit the budget waits (is skipped)
   int64_t block_size = 16;
-  int64_t num_gpu_blocks = 2048;
-  int64_t max_model_len = 4096;  // only sizes the token-count histograms
-  bool lora_enabled = false;     // vllm:lora_requests_info is kept only when LoRA is on
+  int64_t num_gpu_blocks = 27800;
+  bool prefix_caching = true;
+  bool lora_enabled = false;  // vllm:lora_requests_info is kept only when LoRA is on
+  int64_t max_loras = 1;
+  int64_t max_model_len = 131072;  // sizes the token-count histograms
 };
 
 struct RequestSpec {
@@ -59,103 +81,156 @@ struct RequestSpec {
   int64_t output_tokens = 0;  // 0: a pooling (embedding) request
   FinishReason finish_reason = FinishReason::kStop;
   std::string adapter;  // LoRA adapter name; empty for the base model
+  // The prompt's token stream as block hashes. Prompt tokens beyond prompt_hashes.tokens(), or all
+  // of them when its block size is not the engine's, are unique to the request (never shared).
+  BlockHasher prompt_hashes{0};
 };
 
-// One output token of request `id` became available. `tokens_done` counts output tokens so far
-// (1 for the first); `finished` marks the last event of the request, which the engine has then
-// forgotten. A pooling request has a single event with tokens_done == 0 and finished == true.
+// Output token `tokens_done` (1 for the first) of request `id` became available; `finished` marks
+// its last event, after which the engine has forgotten it. A pooling request has a single event
+// with tokens_done == 0 and finished == true. cached_tokens: prompt tokens that came from the
+// prefix cache when the request was first scheduled (vLLM's num_cached_tokens).
 struct EngineEvent {
   RequestId id = 0;
   int64_t tokens_done = 0;
   bool finished = false;
+  int64_t cached_tokens = 0;
 };
 
 // Cumulative counters and histograms in vLLM V1's terms (see metrics_text.h for the names).
 struct EngineMetrics {
   explicit EngineMetrics(int64_t max_model_len);
 
-  uint64_t prompt_tokens = 0;      // counted when the prefill completes (first token)
-  uint64_t generation_tokens = 0;  // counted per token
-  uint64_t prefix_cache_queries = 0;
+  uint64_t prompt_tokens = 0;         // counted at a request's first token
+  uint64_t generation_tokens = 0;     // counted per token
+  uint64_t prefix_cache_queries = 0;  // prompt tokens of newly scheduled requests
+  uint64_t prefix_cache_hits = 0;     // of which found in the prefix cache
+  uint64_t num_preemptions = 0;
   uint64_t success_stop = 0;
   uint64_t success_length = 0;
   uint64_t success_abort = 0;
+  Histogram iteration_tokens;     // tokens scheduled per step
   Histogram time_to_first_token;  // arrival to first token, queueing included
-  Histogram time_per_output_token;
+  Histogram inter_token_latency;  // also exposed as the deprecated time_per_output_token
   Histogram e2e_latency;
-  Histogram queue_time;
+  Histogram queue_time;      // arrival to first scheduled
+  Histogram inference_time;  // first scheduled to last token
+  Histogram prefill_time;    // first scheduled to first token
+  Histogram decode_time;     // first token to last token
   Histogram request_prompt_tokens;
   Histogram request_generation_tokens;
 };
 
 // One series of vllm:lora_requests_info. vLLM creates a new label set whenever the set of running
-// or waiting adapters changes and stamps it with the wall time of each update; old series stay
-// (which is why consumers take the newest). Times here are engine time; the exposition converts.
+// or waiting adapters changes and stamps it with the time of each update; old series stay (which
+// is why consumers take the newest). Times here are engine time; the exposition converts.
 struct LoraInfoSeries {
   std::string running_adapters;  // comma-separated, sorted
   std::string waiting_adapters;
   TimePoint updated;
 };
 
+// Engine internals for GET /sim/engine.
+struct EngineStats {
+  uint64_t steps = 0;
+  int64_t running = 0;
+  int64_t waiting = 0;
+  int64_t kv_blocks = 0;
+  int64_t kv_free_blocks = 0;
+  int64_t kv_cached_blocks = 0;
+  uint64_t kv_evictions = 0;
+  uint64_t lora_loads = 0;
+  std::vector<std::string> resident_adapters;  // least recently used first
+  // The step in flight or, when idle, the last one.
+  int64_t step_prefill_tokens = 0;
+  int64_t step_decode_seqs = 0;
+  Duration step_duration{};
+};
+
 class Engine {
  public:
   // `start` stamps the initial (idle) LoRA series, so max_lora is visible before any request.
   Engine(EngineConfig config, TimePoint start);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
   RequestId add_request(RequestSpec spec, TimePoint now);
 
-  // The client went away: forget the request, free its slot and blocks, count it as finished
-  // with reason "abort". Unknown or already finished ids are ignored.
+  // The client went away: forget the request, free its slot and blocks, count it as finished with
+  // reason "abort". A step in flight still takes its time. Unknown or finished ids are ignored.
   void abort_request(RequestId id, TimePoint now);
 
-  // When advance() next has something to do; nullopt when idle. May be early (never late): an
-  // aborted request's stale deadline is only discarded by advance().
+  // When advance() next has something to do (the end of the step in flight, or the start of one);
+  // nullopt when idle.
   std::optional<TimePoint> next_wakeup() const;
 
-  // Emits, in time order, every token due at or before `now` into *out (appended). Token times
-  // are the scheduled ones, not `now`, so a late call does not skew the timeline.
+  // Completes every step that ends at or before `now`, scheduling the next one back to back, and
+  // appends their events in time order. Event times are the step ends, not `now`, so a late call
+  // does not skew the timeline.
   void advance(TimePoint now, std::vector<EngineEvent>* out);
 
-  int64_t num_running() const { return running_; }
+  // POST /v1/load_lora_adapter: the adapter takes a free GPU slot, if there is one, so its first
+  // request does not pay the load time. /v1/unload_lora_adapter: it leaves its slot.
+  void load_adapter(std::string_view name);
+  void unload_adapter(std::string_view name);
+  // POST /reset_prefix_cache: false (and nothing happens) while requests hold blocks.
+  bool reset_prefix_cache();
+
+  int64_t num_running() const { return static_cast<int64_t>(running_.size()); }
   int64_t num_waiting() const { return static_cast<int64_t>(waiting_.size()); }
-  double kv_cache_usage() const;
+  double kv_cache_usage() const { return kv_.usage(); }
   const EngineConfig& config() const { return config_; }
   const EngineMetrics& metrics() const { return metrics_; }
   const std::vector<LoraInfoSeries>& lora_series() const { return lora_series_; }
+  EngineStats stats() const;
 
  private:
-  struct Request {
-    RequestSpec spec;
-    TimePoint arrival;
-    TimePoint admitted;
-    TimePoint next_due;
-    int64_t emitted = 0;
-    bool running = false;
-  };
-  struct Due {
-    TimePoint when;
+  struct Request;
+  struct Scheduled {
     RequestId id;
-    bool operator>(const Due& other) const {
-      return when != other.when ? when > other.when : id > other.id;
-    }
+    int64_t tokens;
   };
 
   int64_t blocks_for(int64_t tokens) const;
-  void try_admit(TimePoint now);
-  void release(Request& request);  // frees the slot and blocks of a running request
-  void finish(RequestId id, Request& request, TimePoint now);
+  bool schedule(TimePoint at);  // fills batch_; false when there is nothing to run
+  void start_step(TimePoint at);
+  void complete_step(std::vector<EngineEvent>* out);
+  bool grow_blocks(Request& request, int64_t blocks);
+  void preempt(Request& request);
+  void append_token(Request& request, uint64_t token_id);
+  void register_blocks(Request& request);
+  void finish(Request& request, TimePoint at);
+  void remove_running(const Request* request);
+  void note_adapter_running(const std::string& adapter, int64_t delta);
+  int64_t load_adapters(const std::vector<std::string_view>& adapters);
   void record_lora(TimePoint now);
 
   EngineConfig config_;
   EngineMetrics metrics_;
+  KvCache kv_;
   RequestId next_id_ = 1;
-  std::unordered_map<RequestId, Request> requests_;
-  std::deque<RequestId> waiting_;
-  std::priority_queue<Due, std::vector<Due>, std::greater<>> due_;
+  std::unordered_map<RequestId, std::unique_ptr<Request>> requests_;
+  std::deque<Request*> waiting_;
+  std::vector<Request*> running_;  // admission order
+
+  // The step in flight.
+  bool stepping_ = false;
+  TimePoint step_end_{};
+  std::vector<Scheduled> batch_;
+  std::vector<EngineEvent> dropped_;  // requests that can never fit, reported by advance()
+  // Idle with work: a step starts at start_at_ (see the header comment).
+  bool start_pending_ = false;
+  TimePoint start_at_{};
+
+  std::vector<std::string> resident_;  // LoRA slots, least recently used first
   std::map<std::string, int64_t, std::less<>> running_adapters_;  // adapter -> running requests
-  int64_t running_ = 0;
-  int64_t reserved_blocks_ = 0;  // whole footprints of running requests (admission)
-  int64_t used_blocks_ = 0;      // blocks holding tokens so far (reported usage)
+  uint64_t steps_ = 0;
+  uint64_t lora_loads_ = 0;
+  int64_t step_prefill_tokens_ = 0;
+  int64_t step_decode_seqs_ = 0;
+  Duration step_duration_{};
+
   bool lora_dirty_ = true;
   size_t lora_current_ = 0;
   std::vector<LoraInfoSeries> lora_series_;

@@ -14,9 +14,10 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <fmt/format.h>
+
 #include <cctype>
 #include <charconv>
-#include <ctime>
 #include <random>
 
 namespace infergate::sim {
@@ -41,12 +42,16 @@ enum class Route {
   kChatCompletions,
   kEmbeddings,
   kModels,
+  kLoadLora,
+  kUnloadLora,
+  kResetPrefixCache,
   kHealth,
   kMetrics,
   kSimStats,
   kSimRequests,
   kSimReset,
   kSimMetrics,
+  kSimEngine,
   kUnknown,
 };
 
@@ -61,12 +66,16 @@ constexpr RouteEntry kRoutes[] = {
     {"/v1/chat/completions", http::verb::post, Route::kChatCompletions},
     {"/v1/embeddings", http::verb::post, Route::kEmbeddings},
     {"/v1/models", http::verb::get, Route::kModels},
+    {"/v1/load_lora_adapter", http::verb::post, Route::kLoadLora},
+    {"/v1/unload_lora_adapter", http::verb::post, Route::kUnloadLora},
+    {"/reset_prefix_cache", http::verb::post, Route::kResetPrefixCache},
     {"/health", http::verb::get, Route::kHealth},
     {"/metrics", http::verb::get, Route::kMetrics},
     {"/sim/stats", http::verb::get, Route::kSimStats},
     {"/sim/requests", http::verb::get, Route::kSimRequests},
     {"/sim/reset", http::verb::post, Route::kSimReset},
     {"/sim/metrics", http::verb::post, Route::kSimMetrics},
+    {"/sim/engine", http::verb::get, Route::kSimEngine},
 };
 
 std::string_view path_of(std::string_view target) {
@@ -230,10 +239,16 @@ asio::awaitable<HttpSession::Outcome> HttpSession::dispatch() {
     case Route::kEmbeddings:
       co_return co_await handle_generation(Endpoint::kEmbeddings);
     case Route::kModels:
-      co_return co_await write_response(
-          http::status::ok, kJson,
-          models_body(server.catalog(), static_cast<int64_t>(std::time(nullptr)),
-                      server.options().max_model_len, server.ids()));
+      co_return co_await write_response(http::status::ok, kJson,
+                                        models_body(server.catalog(), server.unix_seconds_now(),
+                                                    server.options().max_model_len, server.ids()));
+    case Route::kLoadLora:
+    case Route::kUnloadLora:
+      co_return co_await handle_lora_update(route == Route::kLoadLora);
+    case Route::kResetPrefixCache:
+      // vLLM answers 200 either way; it resets only when no request holds blocks.
+      server.reset_prefix_cache();
+      co_return co_await write_response(http::status::ok, {}, {});
     case Route::kHealth:
       co_return co_await write_response(http::status::ok, {}, {});
     case Route::kMetrics:
@@ -247,6 +262,8 @@ asio::awaitable<HttpSession::Outcome> HttpSession::dispatch() {
       co_return co_await write_response(http::status::ok, kJson, server.stats_json());
     case Route::kSimMetrics:
       co_return co_await handle_sim_metrics();
+    case Route::kSimEngine:
+      co_return co_await write_response(http::status::ok, kJson, server.engine_json());
     case Route::kUnknown:
       break;
   }
@@ -261,17 +278,21 @@ asio::awaitable<HttpSession::Outcome> HttpSession::handle_generation(Endpoint en
     co_return co_await write_error(
         error_for_status(options.error_status, "Simulated failure (infergate-sim --error-rate)."));
   }
-  auto parsed = parse_openai_request(endpoint, request_.body(), server.json_parser());
+  auto parsed =
+      parse_openai_request(endpoint, request_.body(), server.json_parser(), options.block_size);
   if (const ApiError* error = std::get_if<ApiError>(&parsed)) {
     co_return co_await write_error(*error);
   }
   const OpenAiRequest& request = std::get<OpenAiRequest>(parsed);
-  auto planned =
-      plan_generation(request, server.catalog(), options.max_model_len, options.output_tokens);
+  auto planned = plan_generation(request, server.catalog(), options.max_model_len,
+                                 server.draw_output_tokens());
   if (const ApiError* error = std::get_if<ApiError>(&planned)) {
     co_return co_await write_error(*error);
   }
-  const GenerationPlan& plan = std::get<GenerationPlan>(planned);
+  GenerationPlan& plan = std::get<GenerationPlan>(planned);
+  // The catalog may change (adapter unloads) while the response is generated.
+  model_name_ = plan.model->name;
+  plan.model = nullptr;
 
   // vLLM builds the id from the client's X-Request-Id when there is one.
   const std::string_view prefix = endpoint == Endpoint::kCompletions       ? "cmpl-"
@@ -280,10 +301,11 @@ asio::awaitable<HttpSession::Outcome> HttpSession::handle_generation(Endpoint en
   const std::string_view request_id = request_["x-request-id"];
   const std::string id = std::string(prefix).append(request_id.empty() ? server.ids().next_hex()
                                                                        : std::string(request_id));
-  const ResponseMeta meta{id, static_cast<int64_t>(std::time(nullptr)), plan.model->name};
+  const ResponseMeta meta{id, server.unix_seconds_now(), model_name_};
 
   streaming_ = request.stream;
   tokens_ready_ = 0;
+  cached_tokens_ = 0;
   finished_ = false;
   engine_id_ = server.submit(plan.spec, this);
   in_engine_ = true;
@@ -307,7 +329,7 @@ asio::awaitable<HttpSession::Outcome> HttpSession::respond_whole(const OpenAiReq
                                                                  const ResponseMeta& meta) {
   while (!finished_ && !peer_gone_) co_await wait_wake();
   if (!finished_) co_return Outcome::kAborted;
-  const Usage usage{plan.spec.prompt_tokens, plan.spec.output_tokens};
+  const Usage usage = usage_of(plan.spec.prompt_tokens, plan.spec.output_tokens);
   const FinishReason reason = plan.spec.finish_reason;
   std::string body;
   switch (request.endpoint) {
@@ -377,7 +399,8 @@ asio::awaitable<HttpSession::Outcome> HttpSession::respond_stream(const OpenAiRe
       if (!last || cut) continue;
       if (request.include_usage) {
         event_.clear();
-        append_usage_event(event_, meta, request.endpoint, {plan.spec.prompt_tokens, total});
+        append_usage_event(event_, meta, request.endpoint,
+                           usage_of(plan.spec.prompt_tokens, total));
         cut = !frame_event();
         if (cut) break;
       }
@@ -481,8 +504,68 @@ asio::awaitable<HttpSession::Outcome> HttpSession::write_error(ApiError error) {
                                     error_body(error));
 }
 
+Usage HttpSession::usage_of(int64_t prompt_tokens, int64_t completion_tokens) const {
+  Usage usage{prompt_tokens, completion_tokens, std::nullopt};
+  if (server_->options().enable_prompt_tokens_details && cached_tokens_ > 0) {
+    usage.cached_tokens = cached_tokens_;
+  }
+  return usage;
+}
+
+asio::awaitable<HttpSession::Outcome> HttpSession::handle_lora_update(bool load) {
+  // LoadLoRAAdapterRequest {lora_name, lora_path} / UnloadLoRAAdapterRequest {lora_name}.
+  std::string& body = request_.body();
+  body.reserve(body.size() + simdjson::SIMDJSON_PADDING);
+  simdjson::dom::element doc;
+  simdjson::dom::object fields;
+  if (server_->json_parser().parse(body.data(), body.size(), false).get(doc) != simdjson::SUCCESS) {
+    co_return co_await write_error(
+        bad_request("[{'type': 'json_invalid', 'loc': ('body', 0), 'msg': 'JSON decode error'}]"));
+  }
+  if (doc.get(fields) != simdjson::SUCCESS) {
+    co_return co_await write_error(bad_request(
+        "[{'type': 'model_attributes_type', 'loc': ('body',), 'msg': 'Input should be a valid "
+        "dictionary or object to extract fields from'}]"));
+  }
+  std::string name;
+  std::string path;
+  for (const auto field : fields) {
+    std::string_view text;
+    if (field.key != "lora_name" && field.key != "lora_path") continue;
+    if (field.value.get(text) != simdjson::SUCCESS) {
+      co_return co_await write_error(
+          bad_request(fmt::format("[{{'type': 'string_type', 'loc': ('body', '{}'), 'msg': "
+                                  "'Input should be a valid string'}}]",
+                                  field.key)));
+    }
+    (field.key == "lora_name" ? name : path) = std::string(text);
+  }
+  std::string_view missing;
+  if (fields["lora_name"].error() != simdjson::SUCCESS) missing = "lora_name";
+  if (load && missing.empty() && fields["lora_path"].error() != simdjson::SUCCESS) {
+    missing = "lora_path";
+  }
+  if (!missing.empty()) {
+    co_return co_await write_error(bad_request(fmt::format(
+        "[{{'type': 'missing', 'loc': ('body', '{}'), 'msg': 'Field required'}}]", missing)));
+  }
+  auto result = load ? server_->load_lora_adapter(name, path) : server_->unload_lora_adapter(name);
+  if (const ApiError* error = std::get_if<ApiError>(&result)) {
+    co_return co_await write_error(*error);
+  }
+  if (load && server_->options().lora_load_ms > 0) {
+    // vLLM answers once the engine has loaded the adapter.
+    asio::steady_timer delay(socket_.get_executor(),
+                             server_->scaled_ms(server_->options().lora_load_ms));
+    co_await delay.async_wait(kNoThrow);
+  }
+  // Starlette's Response(content=str): text without a content type.
+  co_return co_await write_response(http::status::ok, {}, std::get<std::string>(std::move(result)));
+}
+
 void HttpSession::on_engine_event(const EngineEvent& event) {
   tokens_ready_ = event.tokens_done;
+  cached_tokens_ = event.cached_tokens;
   if (event.finished) {
     finished_ = true;
     in_engine_ = false;  // the engine has forgotten it

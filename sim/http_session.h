@@ -56,6 +56,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                                           const ResponseMeta& meta);
   asio::awaitable<Outcome> handle_metrics();
   asio::awaitable<Outcome> handle_sim_metrics();
+  asio::awaitable<Outcome> handle_lora_update(bool load);
+  Usage usage_of(int64_t prompt_tokens, int64_t completion_tokens) const;
   asio::awaitable<Outcome> write_response(http::status status, std::string_view content_type,
                                           std::string body, std::string_view allow = {});
   asio::awaitable<Outcome> write_error(ApiError error);
@@ -89,7 +91,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool in_engine_ = false;  // submitted and neither finished nor aborted
   bool streaming_ = false;
   int64_t tokens_ready_ = 0;
+  int64_t cached_tokens_ = 0;
   bool finished_ = false;
+  std::string model_name_;  // the name the response echoes
   int64_t events_framed_ = 0;
 
   // Disconnect watch.

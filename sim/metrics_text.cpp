@@ -131,18 +131,30 @@ std::string render_metrics(const MetricsSnapshot& s) {
 
   w.gauge("vllm:num_requests_running", "Number of requests in model execution batches.", s.running);
   w.gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", s.waiting);
-  w.gauge("vllm:gpu_cache_usage_perc",
-          "GPU KV-cache usage. 1 means 100 percent usage.DEPRECATED: Use "
-          "vllm:kv_cache_usage_perc instead.",
-          s.kv_cache_usage);
+  if (s.show_hidden_metrics) {
+    // Deprecated in vLLM 0.9.2 and hidden since 0.11 unless asked for, with these texts.
+    w.gauge("vllm:gpu_cache_usage_perc",
+            "GPU KV-cache usage. 1 means 100 percent usage.DEPRECATED: Use "
+            "vllm:kv_cache_usage_perc instead.",
+            s.kv_cache_usage);
+    w.counter("vllm:gpu_prefix_cache_queries",
+              "GPU prefix cache queries, in terms of number of queriedtokens. DEPRECATED: Use "
+              "vllm:prefix_cache_queries instead.",
+              static_cast<double>(m.prefix_cache_queries));
+    w.counter("vllm:gpu_prefix_cache_hits",
+              "GPU prefix cache hits, in terms of number of cached tokens. DEPRECATED: Use "
+              "vllm:prefix_cache_hits instead.",
+              static_cast<double>(m.prefix_cache_hits));
+  }
   w.gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.",
           s.kv_cache_usage);
   w.counter("vllm:prefix_cache_queries",
             "Prefix cache queries, in terms of number of queried tokens.",
             static_cast<double>(m.prefix_cache_queries));
   w.counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",
-            0.0);
-  w.counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.", 0.0);
+            static_cast<double>(m.prefix_cache_hits));
+  w.counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.",
+            static_cast<double>(m.num_preemptions));
   w.counter("vllm:prompt_tokens", "Number of prefill tokens processed.",
             static_cast<double>(m.prompt_tokens));
   w.counter("vllm:generation_tokens", "Number of generation tokens processed.",
@@ -164,14 +176,26 @@ std::string render_metrics(const MetricsSnapshot& s) {
               m.request_prompt_tokens);
   w.histogram("vllm:request_generation_tokens", "Number of generation tokens processed.",
               m.request_generation_tokens);
+  w.histogram("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.",
+              m.iteration_tokens);
   w.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
               m.time_to_first_token);
   w.histogram("vllm:time_per_output_token_seconds",
-              "Histogram of time per output token in seconds.", m.time_per_output_token);
+              "Histogram of time per output token in seconds.DEPRECATED: Use "
+              "vllm:inter_token_latency_seconds instead.",
+              m.inter_token_latency);
+  w.histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.",
+              m.inter_token_latency);
   w.histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.",
               m.e2e_latency);
   w.histogram("vllm:request_queue_time_seconds",
               "Histogram of time spent in WAITING phase for request.", m.queue_time);
+  w.histogram("vllm:request_inference_time_seconds",
+              "Histogram of time spent in RUNNING phase for request.", m.inference_time);
+  w.histogram("vllm:request_prefill_time_seconds",
+              "Histogram of time spent in PREFILL phase for request.", m.prefill_time);
+  w.histogram("vllm:request_decode_time_seconds",
+              "Histogram of time spent in DECODE phase for request.", m.decode_time);
 
   if (s.lora_enabled) {
     w.header("vllm:lora_requests_info", "Running stats on lora requests.", "gauge");

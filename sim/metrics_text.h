@@ -26,6 +26,7 @@ struct MetricsSnapshot {
   int64_t num_gpu_blocks = 0;
   std::optional<int64_t> num_gpu_blocks_override;
   bool enable_prefix_caching = true;
+  bool show_hidden_metrics = false;  // --show-hidden-metrics-for-version: deprecated families
 
   bool lora_enabled = false;
   int64_t max_lora = 0;

@@ -13,6 +13,23 @@ ModelCatalog::ModelCatalog(const SimOptions& options) {
   }
 }
 
+bool ModelCatalog::add_adapter(std::string name, std::string path) {
+  if (resolve(name) != nullptr || name.empty()) return false;
+  std::string parent = models_.front().name;
+  models_.push_back({std::move(name), std::move(path), std::move(parent)});
+  return true;
+}
+
+bool ModelCatalog::remove_adapter(std::string_view name) {
+  for (auto it = models_.begin(); it != models_.end(); ++it) {
+    if (it->name == name && it->is_adapter()) {
+      models_.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
 const ServedModel* ModelCatalog::resolve(std::string_view requested) const {
   if (requested.empty()) return &models_.front();
   for (const ServedModel& model : models_) {

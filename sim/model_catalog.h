@@ -26,7 +26,13 @@ class ModelCatalog {
   // first served name, as vLLM does when "model" is omitted.
   const ServedModel* resolve(std::string_view requested) const;
 
-  // Base names first, then adapters, in command-line order (the /v1/models order).
+  // POST /v1/load_lora_adapter: a new adapter of the first served name; false when the name is
+  // already served. POST /v1/unload_lora_adapter: false when no adapter has that name. Both
+  // invalidate pointers from resolve().
+  bool add_adapter(std::string name, std::string path);
+  bool remove_adapter(std::string_view name);
+
+  // Base names first, then adapters, in command-line then load order (the /v1/models order).
   const std::vector<ServedModel>& models() const { return models_; }
   // The first served name: vLLM's model_name metric label and the default model.
   const std::string& primary_name() const { return models_.front().name; }

@@ -29,8 +29,9 @@ void append_finish(std::string& out, const FinishReason* finish) {
   }
 }
 
-// vLLM's UsageInfo; `with_details` adds "prompt_tokens_details":null, which the streamed usage
-// chunk drops (it is serialized with exclude_none).
+// vLLM's UsageInfo. prompt_tokens_details is {"cached_tokens":N} when there are cached tokens to
+// report; otherwise `with_details` writes it as null, which the streamed usage chunk drops (it is
+// serialized with exclude_none).
 void append_usage(std::string& out, const Usage& usage, bool with_details) {
   out.append("{\"prompt_tokens\":");
   append_int(out, usage.prompt_tokens);
@@ -38,7 +39,13 @@ void append_usage(std::string& out, const Usage& usage, bool with_details) {
   append_int(out, usage.prompt_tokens + usage.completion_tokens);
   out.append(",\"completion_tokens\":");
   append_int(out, usage.completion_tokens);
-  if (with_details) out.append(",\"prompt_tokens_details\":null");
+  if (usage.cached_tokens) {
+    out.append(",\"prompt_tokens_details\":{\"cached_tokens\":");
+    append_int(out, *usage.cached_tokens);
+    out.push_back('}');
+  } else if (with_details) {
+    out.append(",\"prompt_tokens_details\":null");
+  }
   out.push_back('}');
 }
 

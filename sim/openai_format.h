@@ -10,6 +10,7 @@
 #include "sim/openai_request.h"
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -26,6 +27,10 @@ struct ResponseMeta {
 struct Usage {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
+  // Prompt tokens served by the prefix cache, reported as prompt_tokens_details.cached_tokens.
+  // vLLM reports it only with --enable-prompt-tokens-details and only when non-zero; callers pass
+  // nullopt otherwise.
+  std::optional<int64_t> cached_tokens;
 };
 
 // Number of float components in a simulated embedding.

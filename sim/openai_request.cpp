@@ -23,11 +23,24 @@ ApiError validation_error(std::string_view type, std::string_view field, std::st
 }
 
 uint64_t fnv1a(std::string_view bytes, uint64_t hash = 14695981039346656037ULL) {
-  for (const char c : bytes) {
-    hash ^= static_cast<unsigned char>(c);
-    hash *= 1099511628211ULL;
+  return fnv1a64(bytes, hash);
+}
+
+// Token ids given as numbers, kept apart from the hashes of text tokens.
+void add_token_ids(simdjson::dom::array values, BlockHasher* hasher) {
+  for (element v : values) {
+    const uint64_t id = v.type() == element_type::INT64
+                            ? static_cast<uint64_t>(v.get_int64().value_unsafe())
+                            : v.get_uint64().value_unsafe();
+    hasher->add_token(mix64(id ^ 0x746f6b656e696473ULL));
   }
-  return hash;
+}
+
+// Stand-ins for the chat template's special tokens: kChatTokensPerMessage per message (role
+// markers, named after the role) and kChatReplyPrimerTokens to open the assistant's reply.
+void add_template_tokens(std::string_view marker, int64_t count, BlockHasher* hasher) {
+  const uint64_t base = fnv1a(marker, fnv1a("<|template|>"));
+  for (int64_t i = 0; i < count; ++i) hasher->add_token(mix64(base + static_cast<uint64_t>(i)));
 }
 
 // Integral JSON number (an integral float too, as pydantic's lax mode takes 16.0 for an int),
@@ -70,9 +83,10 @@ uint64_t hash_tokens(array values) {
 // "prompt" (completions) or "input" (embeddings): a string, strings, token ids, or token-id
 // arrays. Several prompts are summed (the simulator answers them as one choice).
 std::optional<ApiError> read_prompt(element value, std::string_view field, OpenAiRequest* request) {
+  BlockHasher& hasher = request->prompt_hashes;
   if (value.type() == element_type::STRING) {
     const std::string_view text = value.get_string().value_unsafe();
-    request->prompt_tokens += count_text_tokens(text);
+    hasher.add_text(text);
     request->input_hashes.push_back(fnv1a(text));
     return std::nullopt;
   }
@@ -84,17 +98,17 @@ std::optional<ApiError> read_prompt(element value, std::string_view field, OpenA
   const array items = value.get_array().value_unsafe();
   if (items.size() == 0) return validation_error("too_short", field, "List should not be empty");
   if (is_token_array(items)) {
-    request->prompt_tokens += static_cast<int64_t>(items.size());
+    add_token_ids(items, &hasher);
     request->input_hashes.push_back(hash_tokens(items));
     return std::nullopt;
   }
   for (element item : items) {
     if (item.type() == element_type::STRING) {
       const std::string_view text = item.get_string().value_unsafe();
-      request->prompt_tokens += count_text_tokens(text);
+      hasher.add_text(text);
       request->input_hashes.push_back(fnv1a(text));
     } else if (item.type() == element_type::ARRAY && is_token_array(item.get_array())) {
-      request->prompt_tokens += static_cast<int64_t>(item.get_array().size());
+      add_token_ids(item.get_array(), &hasher);
       request->input_hashes.push_back(hash_tokens(item.get_array()));
     } else {
       return invalid;
@@ -107,7 +121,7 @@ std::optional<ApiError> read_messages(element value, OpenAiRequest* request) {
   if (value.type() != element_type::ARRAY) {
     return validation_error("list_type", "messages", "Input should be a valid list");
   }
-  int64_t tokens = kChatReplyPrimerTokens;
+  BlockHasher& hasher = request->prompt_hashes;
   for (element message : value.get_array()) {
     if (message.type() != element_type::OBJECT) {
       return validation_error("model_attributes_type", "messages",
@@ -117,24 +131,24 @@ std::optional<ApiError> read_messages(element value, OpenAiRequest* request) {
     if (message["role"].get(role) != simdjson::SUCCESS || role.type() != element_type::STRING) {
       return validation_error("missing", "messages.role", "Field required");
     }
-    tokens += kChatTokensPerMessage;
+    add_template_tokens(role.get_string().value_unsafe(), kChatTokensPerMessage, &hasher);
     element content;
     if (message["content"].get(content) != simdjson::SUCCESS) continue;
     if (content.type() == element_type::STRING) {
-      tokens += count_text_tokens(content.get_string().value_unsafe());
+      hasher.add_text(content.get_string().value_unsafe());
     } else if (content.type() == element_type::ARRAY) {
       // Content parts: text parts count; other parts (images, audio) are not simulated.
       for (element part : content.get_array()) {
         std::string_view text;
         if (part.type() == element_type::OBJECT && part["text"].get(text) == simdjson::SUCCESS) {
-          tokens += count_text_tokens(text);
+          hasher.add_text(text);
         }
       }
     } else if (content.type() != element_type::NULL_VALUE) {
       return validation_error("string_type", "messages.content", "Input should be a valid string");
     }
   }
-  request->prompt_tokens = tokens;
+  add_template_tokens("assistant-reply", kChatReplyPrimerTokens, &hasher);
   return std::nullopt;
 }
 
@@ -197,7 +211,8 @@ ApiError error_for_status(int status, std::string message) {
 }
 
 std::variant<OpenAiRequest, ApiError> parse_openai_request(Endpoint endpoint, std::string& body,
-                                                           simdjson::dom::parser& parser) {
+                                                           simdjson::dom::parser& parser,
+                                                           int64_t block_size) {
   if (body.capacity() < body.size() + simdjson::SIMDJSON_PADDING) {
     body.reserve(body.size() + simdjson::SIMDJSON_PADDING);
   }
@@ -213,11 +228,15 @@ std::variant<OpenAiRequest, ApiError> parse_openai_request(Endpoint endpoint, st
 
   OpenAiRequest request;
   request.endpoint = endpoint;
+  request.prompt_hashes = BlockHasher(block_size);
   const std::string_view prompt_field = endpoint == Endpoint::kCompletions       ? "prompt"
                                         : endpoint == Endpoint::kChatCompletions ? "messages"
                                                                                  : "input";
   std::optional<element> prompt;
-  std::optional<element> stream_options;
+  // An element and a flag rather than std::optional<element>: GCC's -O3 flow analysis reports
+  // the optional's payload as maybe-uninitialized.
+  element stream_options;
+  bool has_stream_options = false;
   std::optional<int64_t> max_tokens;
   std::optional<int64_t> max_completion_tokens;
   // Field by field so that a repeated key takes its last value, as Python's json does.
@@ -245,9 +264,10 @@ std::variant<OpenAiRequest, ApiError> parse_openai_request(Endpoint endpoint, st
       (key == "stream" ? request.stream : request.ignore_eos) = flag;
     } else if (key == "stream_options") {
       if (value.type() == element_type::NULL_VALUE) {
-        stream_options.reset();
+        has_stream_options = false;
       } else if (value.type() == element_type::OBJECT) {
         stream_options = value;
+        has_stream_options = true;
       } else {
         return validation_error("model_type", key, "Input should be a valid dictionary");
       }
@@ -269,13 +289,14 @@ std::variant<OpenAiRequest, ApiError> parse_openai_request(Endpoint endpoint, st
                                       ? read_messages(*prompt, &request)
                                       : read_prompt(*prompt, prompt_field, &request);
   if (error) return *std::move(error);
+  request.prompt_tokens = request.prompt_hashes.tokens();
 
-  if (stream_options) {
+  if (has_stream_options) {
     if (!request.stream) {
       return bad_request("Stream options can only be defined when `stream=True`.");
     }
     bool include_usage = false;
-    if ((*stream_options)["include_usage"].get(include_usage) == simdjson::SUCCESS) {
+    if (stream_options["include_usage"].get(include_usage) == simdjson::SUCCESS) {
       request.include_usage = include_usage;
     }
   }
@@ -295,6 +316,7 @@ std::variant<GenerationPlan, ApiError> plan_generation(const OpenAiRequest& requ
   if (plan.model == nullptr) return model_not_found(request.model);
   if (plan.model->is_adapter()) plan.spec.adapter = plan.model->name;
   plan.spec.prompt_tokens = request.prompt_tokens;
+  plan.spec.prompt_hashes = request.prompt_hashes;
 
   const int64_t prompt = request.prompt_tokens;
   if (request.endpoint == Endpoint::kEmbeddings) {

@@ -2,6 +2,7 @@
 // Sans-I/O reading of OpenAI request bodies the way vLLM validates them, and the plan of what the
 // simulator generates for a valid one. Network-facing: tolerates arbitrary bytes.
 
+#include "sim/block_hasher.h"
 #include "sim/engine.h"
 #include "sim/model_catalog.h"
 
@@ -39,11 +40,15 @@ struct OpenAiRequest {
   std::optional<int64_t> max_tokens;   // chat: max_completion_tokens, else max_tokens
   int64_t prompt_tokens = 0;           // see tokenizer.h
   std::vector<uint64_t> input_hashes;  // embeddings: one per input, seeds its vector
+  // The prompt's token stream (prompt_tokens tokens) as KV-block hashes for the prefix cache.
+  BlockHasher prompt_hashes;
 };
 
 // `body` gets simdjson's padding reserved if its capacity lacks it (contents unchanged).
+// `block_size` sizes prompt_hashes' blocks (the engine's --block-size).
 std::variant<OpenAiRequest, ApiError> parse_openai_request(Endpoint endpoint, std::string& body,
-                                                           simdjson::dom::parser& parser);
+                                                           simdjson::dom::parser& parser,
+                                                           int64_t block_size = 16);
 
 // What to generate for a valid request.
 struct GenerationPlan {
@@ -54,7 +59,8 @@ struct GenerationPlan {
 // Resolves the model (404 if unknown), checks max_tokens and the context length (400s worded as
 // vLLM's), and sizes the output: n = min(default_output_tokens, limit), where limit is max_tokens
 // or, without it, what is left of max_model_len; "ignore_eos" generates the whole limit.
-// finish_reason is "length" when n reached the limit, else "stop".
+// finish_reason is "length" when n reached the limit, else "stop". default_output_tokens is the
+// length the request would stop at on its own (a draw from --output-len-dist).
 std::variant<GenerationPlan, ApiError> plan_generation(const OpenAiRequest& request,
                                                        const ModelCatalog& catalog,
                                                        int64_t max_model_len,

@@ -93,6 +93,27 @@ std::string parse_lora_module(std::string_view text, LoraModule* out) {
   return {};
 }
 
+std::string parse_output_len_dist(std::string_view text, OutputLengthDist* out) {
+  using Kind = OutputLengthDist::Kind;
+  const std::string_view name = text.substr(0, text.find(':'));
+  const std::string_view arg =
+      name.size() < text.size() ? text.substr(name.size() + 1) : std::string_view();
+  if (name == "fixed" || name == "uniform" || name == "exponential") {
+    if (!arg.empty()) return fmt::format("'{}' takes no parameter, got '{}'", name, text);
+    out->kind = name == "fixed"     ? Kind::kFixed
+                : name == "uniform" ? Kind::kUniform
+                                    : Kind::kExponential;
+    return {};
+  }
+  if (name == "lognormal") {
+    out->kind = Kind::kLognormal;
+    out->sigma = 1.0;
+    if (arg.empty()) return {};
+    return parse_double(arg, 0, 4, &out->sigma);
+  }
+  return fmt::format("expected fixed, uniform, exponential or lognormal[:SIGMA], got '{}'", text);
+}
+
 std::string ignore(SimOptions&, std::span<const std::string_view>) {
   return {};
 }
@@ -119,7 +140,8 @@ const Flag kFlags[] = {
      }},
     {"--model", "NAME", Arity::kOne, kVllm,
      "Model name or path (also accepted as the first positional argument). "
-     "Default facebook/opt-125m.",
+     "Default meta-llama/Llama-3.1-8B-Instruct (the model the default step costs are calibrated "
+     "to).",
      [](SimOptions& o, std::span<const std::string_view> v) {
        o.model = std::string(v[0]);
        return std::string();
@@ -150,44 +172,90 @@ const Flag kFlags[] = {
        return std::string();
      }},
     {"--max-loras", "N", Arity::kOne, kVllm,
-     "Distinct adapters that may run at once; a request for another adapter waits. Default 1.",
+     "GPU slots for LoRA adapters: at most this many distinct adapters run in one step; a "
+     "request for another adapter waits, and one that is not resident pays --lora-load-ms. "
+     "Default 1.",
      [](SimOptions& o, std::span<const std::string_view> v) {
        return set_int(v[0], 1, &o.max_loras);
      }},
     {"--max-model-len", "N", Arity::kOne, kVllm,
      "Context length: prompt + max_tokens above it (or a prompt of N tokens or more without "
-     "max_tokens) is a 400. Default 4096.",
+     "max_tokens) is a 400. Must fit the KV cache. Default 131072.",
      [](SimOptions& o, std::span<const std::string_view> v) {
        return set_int(v[0], 1, &o.max_model_len);
      }},
     {"--max-num-seqs", "N", Arity::kOne, kVllm,
-     "Requests generating at once; more wait (vllm:num_requests_waiting). Default 256.",
+     "Requests running at once; more wait (vllm:num_requests_waiting). Default 1024 (vLLM V1 "
+     "on an H100).",
      [](SimOptions& o, std::span<const std::string_view> v) {
        return set_int(v[0], 1, &o.max_num_seqs);
+     }},
+    {"--max-num-batched-tokens", "N", Arity::kOne, kVllm,
+     "Token budget of one engine step (decode tokens plus prefill chunks). Default 8192 (vLLM V1 "
+     "on an H100).",
+     [](SimOptions& o, std::span<const std::string_view> v) {
+       return set_int(v[0], 1, &o.max_num_batched_tokens);
+     }},
+    {"--enable-chunked-prefill", "", Arity::kNone, kVllm,
+     "Split long prompts into chunks that fit the step budget (the default, as in vLLM V1).",
+     [](SimOptions& o, std::span<const std::string_view>) {
+       o.enable_chunked_prefill = true;
+       return std::string();
+     }},
+    {"--no-enable-chunked-prefill", "", Arity::kNone, kVllm,
+     "A prompt is prefilled in one step; one larger than the remaining budget waits.",
+     [](SimOptions& o, std::span<const std::string_view>) {
+       o.enable_chunked_prefill = false;
+       return std::string();
      }},
     {"--block-size", "N", Arity::kOne, kVllm, "KV-cache block size in tokens. Default 16.",
      [](SimOptions& o, std::span<const std::string_view> v) {
        return set_int(v[0], 1, &o.block_size);
      }},
     {"--num-gpu-blocks-override", "N", Arity::kOne, kVllm,
-     "KV-cache size in blocks (reported in vllm:cache_config_info). Default 2048.",
+     "KV-cache size in blocks. Default 27800 (Llama-3.1-8B on an 80 GB H100).",
      [](SimOptions& o, std::span<const std::string_view> v) {
-       return set_optional_int(v[0], 1, &o.num_gpu_blocks_override);
+       // A bound that keeps the block tables within a few hundred MB.
+       int64_t blocks = 0;
+       std::string error = parse_int(v[0], 1, 50'000'000, &blocks);
+       o.num_gpu_blocks_override = blocks;
+       return error;
      }},
     {"--enable-prefix-caching", "", Arity::kNone, kVllm,
-     "Report prefix caching as enabled in cache_config_info (the default).",
+     "Keep the content of finished requests' KV blocks and reuse it for later requests with the "
+     "same prefix (the default, as in vLLM V1).",
      [](SimOptions& o, std::span<const std::string_view>) {
        o.enable_prefix_caching = true;
        return std::string();
      }},
     {"--no-enable-prefix-caching", "", Arity::kNone, kVllm,
-     "Report prefix caching as disabled in cache_config_info.",
+     "No prefix cache: every prompt is computed in full.",
      [](SimOptions& o, std::span<const std::string_view>) {
        o.enable_prefix_caching = false;
        return std::string();
      }},
+    {"--enable-prompt-tokens-details", "", Arity::kNone, kVllm,
+     "Report usage.prompt_tokens_details.cached_tokens when part of the prompt came from the "
+     "prefix cache (the default here; vLLM's default is off).",
+     [](SimOptions& o, std::span<const std::string_view>) {
+       o.enable_prompt_tokens_details = true;
+       return std::string();
+     }},
+    {"--no-enable-prompt-tokens-details", "", Arity::kNone, kVllm,
+     "usage.prompt_tokens_details is always null, as in vLLM by default.",
+     [](SimOptions& o, std::span<const std::string_view>) {
+       o.enable_prompt_tokens_details = false;
+       return std::string();
+     }},
+    {"--show-hidden-metrics-for-version", "VERSION", Arity::kOne, kVllm,
+     "Also expose metrics vLLM has deprecated: vllm:gpu_cache_usage_perc, "
+     "vllm:gpu_prefix_cache_queries/hits.",
+     [](SimOptions& o, std::span<const std::string_view> v) {
+       o.show_hidden_metrics_for_version = std::string(v[0]);
+       return std::string();
+     }},
     {"--seed", "N", Arity::kOne, kVllm,
-     "Seed of the random source (--error-rate draws, ids). Default: random.",
+     "Seed of the random source (--error-rate draws, output lengths, ids). Default: random.",
      [](SimOptions& o, std::span<const std::string_view> v) {
        int64_t seed = 0;
        std::string error = set_int(v[0], 0, &seed);
@@ -201,27 +269,64 @@ const Flag kFlags[] = {
        o.pod_name = std::string(v[0]);
        return std::string();
      }},
-    {"--ttft-ms", "MS", Arity::kOne, kSim,
-     "Time to first token, from admission (prefill time). Default 20.",
+    {"--step-base-ms", "MS", Arity::kOne, kSim,
+     "Fixed cost of one engine step (weights read, launch and CPU overhead). Default 7.0.",
      [](SimOptions& o, std::span<const std::string_view> v) {
-       return parse_double(v[0], 0, kMaxDelayMs, &o.ttft_ms);
+       return parse_double(v[0], 0, kMaxDelayMs, &o.step_base_ms);
      }},
-    {"--itl-ms", "MS", Arity::kOne, kSim, "Delay between two output tokens. Default 5.",
+    {"--step-prefill-token-ms", "MS", Arity::kOne, kSim,
+     "Step cost of each prompt token computed in the step. Default 0.03.",
      [](SimOptions& o, std::span<const std::string_view> v) {
-       return parse_double(v[0], 0, kMaxDelayMs, &o.itl_ms);
+       return parse_double(v[0], 0, kMaxDelayMs, &o.step_prefill_token_ms);
+     }},
+    {"--step-decode-seq-ms", "MS", Arity::kOne, kSim,
+     "Step cost of each sequence decoding one token in the step. Default 0.05.",
+     [](SimOptions& o, std::span<const std::string_view> v) {
+       return parse_double(v[0], 0, kMaxDelayMs, &o.step_decode_seq_ms);
+     }},
+    {"--lora-load-ms", "MS", Arity::kOne, kSim,
+     "Added to a step for each LoRA adapter it needs that is not in a GPU slot. Default 100.",
+     [](SimOptions& o, std::span<const std::string_view> v) {
+       return parse_double(v[0], 0, kMaxDelayMs, &o.lora_load_ms);
+     }},
+    {"--ttft-ms", "MS", Arity::kOne, kSim,
+     "Fixed-latency mode (instead of the step costs): a step with prefill work takes MS, so a "
+     "lone request's first token comes MS after admission. Default 20 once --itl-ms is given.",
+     [](SimOptions& o, std::span<const std::string_view> v) {
+       double ms = 0;
+       std::string error = parse_double(v[0], 0, kMaxDelayMs, &ms);
+       o.ttft_ms = ms;
+       return error;
+     }},
+    {"--itl-ms", "MS", Arity::kOne, kSim,
+     "Fixed-latency mode: a decode-only step takes MS, so a lone request's tokens come MS apart. "
+     "Default 5 once --ttft-ms is given.",
+     [](SimOptions& o, std::span<const std::string_view> v) {
+       double ms = 0;
+       std::string error = parse_double(v[0], 0, kMaxDelayMs, &ms);
+       o.itl_ms = ms;
+       return error;
      }},
     {"--output-tokens", "N", Arity::kOne, kSim,
      "Tokens a request generates before it stops on its own (finish_reason \"stop\", the last "
      "token being end-of-sequence with empty text). A smaller max_tokens/max_completion_tokens "
      "cuts it short (finish_reason \"length\"); \"ignore_eos\": true generates max_tokens. "
-     "Default 16.",
+     "The mean when --output-len-dist is not fixed. Default 16.",
      [](SimOptions& o, std::span<const std::string_view> v) {
        return set_int(v[0], 1, &o.output_tokens);
      }},
+    {"--output-len-dist", "DIST", Arity::kOne, kSim,
+     "How --output-tokens varies per request: fixed (the default), uniform (1..2N-1), "
+     "exponential, or lognormal[:SIGMA] (SIGMA of the underlying normal, default 1), each with "
+     "mean N. Drawn from the --seed source.",
+     [](SimOptions& o, std::span<const std::string_view> v) {
+       return parse_output_len_dist(v[0], &o.output_len_dist);
+     }},
     {"--time-scale", "F", Arity::kOne, kSim,
-     "Multiplies every simulated delay (--ttft-ms, --itl-ms, --startup-delay-ms, "
-     "--metrics-delay-ms; not --keep-alive-timeout-s): 0.1 runs ten times faster, 0 removes "
-     "them. Default 1.",
+     "Simulated time runs 1/F times as fast as the wall clock: every simulated delay (engine "
+     "steps, LoRA loads, --startup-delay-ms, --metrics-delay-ms; not --keep-alive-timeout-s) "
+     "takes F times as long, and every reported time (metrics, created) is simulated time. 0 "
+     "runs each burst of work at once. Default 1.",
      [](SimOptions& o, std::span<const std::string_view> v) {
        return parse_double(v[0], 0, kMaxTimeScale, &o.time_scale);
      }},
@@ -303,7 +408,6 @@ const Flag kFlags[] = {
     {"--quantization", "X", Arity::kOne, kIgnored, "", ignore},
     {"--max-lora-rank", "N", Arity::kOne, kIgnored, "", ignore},
     {"--max-cpu-loras", "N", Arity::kOne, kIgnored, "", ignore},
-    {"--max-num-batched-tokens", "N", Arity::kOne, kIgnored, "", ignore},
     {"--swap-space", "N", Arity::kOne, kIgnored, "", ignore},
     {"--tokenizer", "X", Arity::kOne, kIgnored, "", ignore},
     {"--download-dir", "X", Arity::kOne, kIgnored, "", ignore},
@@ -317,7 +421,6 @@ const Flag kFlags[] = {
     {"--enforce-eager", "", Arity::kNone, kIgnored, "", ignore},
     {"--disable-log-requests", "", Arity::kNone, kIgnored, "", ignore},
     {"--disable-log-stats", "", Arity::kNone, kIgnored, "", ignore},
-    {"--enable-chunked-prefill", "", Arity::kNone, kIgnored, "", ignore},
     {"--enable-auto-tool-choice", "", Arity::kNone, kIgnored, "", ignore},
 };
 
@@ -339,6 +442,22 @@ std::string validate(const SimOptions& o) {
   if (!log::parse_level(o.log_level, &level)) {
     return fmt::format("--log-level: expected debug, info, warn, error or off, got '{}'",
                        o.log_level);
+  }
+  // vLLM refuses to start in both cases (vllm/v1/core/kv_cache_utils.py, vllm/config).
+  const int64_t kv_tokens = o.effective_num_gpu_blocks() * o.block_size;
+  if (o.max_model_len > kv_tokens) {
+    return fmt::format(
+        "The model's max seq len ({}) is larger than the maximum number of tokens that can be "
+        "stored in KV cache ({}). Try increasing `gpu_memory_utilization` or decreasing "
+        "`max_model_len` when initializing the engine.",
+        o.max_model_len, kv_tokens);
+  }
+  if (!o.enable_chunked_prefill && o.max_num_batched_tokens < o.max_model_len) {
+    return fmt::format(
+        "max_num_batched_tokens ({}) is smaller than max_model_len ({}). This effectively limits "
+        "the maximum sequence length to max_num_batched_tokens and makes vLLM reject longer "
+        "sequences. Please increase max_num_batched_tokens or decrease max_model_len.",
+        o.max_num_batched_tokens, o.max_model_len);
   }
   for (const LoraModule& module : o.lora_modules) {
     const auto served = o.effective_served_names();
@@ -445,9 +564,12 @@ std::string help_text() {
       "Usage: infergate-sim [serve] [MODEL] [FLAGS]\n"
       "\n"
       "A vLLM-compatible model-server simulator: OpenAI completions, chat completions and\n"
-      "embeddings with simulated timing, vLLM V1 /metrics, /health, /v1/models, and test\n"
-      "controls under /sim/. Prints 'infergate-sim listening on HOST:PORT' once listening;\n"
-      "logs go to stderr. Flags accept --flag VALUE, --flag=VALUE, and underscores for dashes.\n";
+      "embeddings timed by a model of vLLM V1's engine (continuous batching in steps, chunked\n"
+      "prefill, a paged KV cache with prefix caching and preemption, LoRA slots), vLLM V1\n"
+      "/metrics, /health, /v1/models, LoRA loading, and test controls under /sim/. The default\n"
+      "step costs model Llama-3.1-8B on one H100 (docs/simulator.md). Prints 'infergate-sim\n"
+      "listening on HOST:PORT' once listening; logs go to stderr. Flags accept --flag VALUE,\n"
+      "--flag=VALUE, and underscores for dashes.\n";
   std::string_view section;
   std::string ignored_names;
   for (const Flag& flag : kFlags) {

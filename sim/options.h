@@ -18,28 +18,48 @@ struct LoraModule {
   std::string base_model_name;  // empty: the first served model name
 };
 
+// How many tokens a request generates when nothing stops it earlier (--output-len-dist).
+struct OutputLengthDist {
+  enum class Kind { kFixed, kUniform, kExponential, kLognormal };
+  Kind kind = Kind::kFixed;
+  double sigma = 1.0;  // lognormal: the sigma of the underlying normal
+};
+
 struct SimOptions {
   // vLLM-compatible.
   std::string host = "127.0.0.1";
   uint16_t port = 8000;  // 0: the kernel picks a free port
-  std::string model = "facebook/opt-125m";
+  std::string model = "meta-llama/Llama-3.1-8B-Instruct";
   std::vector<std::string> served_model_names;  // empty: {model}
   std::vector<LoraModule> lora_modules;
   bool enable_lora = false;  // also implied by --lora-modules
   int64_t max_loras = 1;
-  int64_t max_model_len = 4096;
-  int64_t max_num_seqs = 256;
+  int64_t max_model_len = 131072;  // Llama-3.1-8B's context
+  // vLLM V1's `vllm serve` defaults on a GPU of 70 GiB or more that is not an A100 (H100, H200).
+  int64_t max_num_seqs = 1024;
+  int64_t max_num_batched_tokens = 8192;
+  bool enable_chunked_prefill = true;
   int64_t block_size = 16;
   std::optional<int64_t> num_gpu_blocks_override;
-  bool enable_prefix_caching = true;  // reported in cache_config_info only
+  bool enable_prefix_caching = true;
+  bool enable_prompt_tokens_details = true;  // vLLM's default is false; see docs/simulator.md
+  std::optional<std::string> show_hidden_metrics_for_version;
   std::optional<uint64_t> seed;
 
-  // Simulator.
-  std::string pod_name;  // empty: the host name
-  double ttft_ms = 20.0;
-  double itl_ms = 5.0;
+  // Simulator: engine step costs (the default calibration: Llama-3.1-8B BF16 on one H100 SXM).
+  double step_base_ms = 7.0;
+  double step_prefill_token_ms = 0.03;
+  double step_decode_seq_ms = 0.05;
+  double lora_load_ms = 100.0;
+  // Fixed-latency mode: set by --ttft-ms or --itl-ms; the other one then takes its default.
+  std::optional<double> ttft_ms;
+  std::optional<double> itl_ms;
   int64_t output_tokens = 16;
-  double time_scale = 1.0;  // every delay is multiplied by this
+  OutputLengthDist output_len_dist;
+  double time_scale = 1.0;  // every simulated delay is multiplied by this
+
+  // Simulator: identity, faults, overrides.
+  std::string pod_name;  // empty: the host name
   std::optional<int64_t> fail_mid_stream_after;
   double error_rate = 0.0;
   int error_status = 500;
@@ -58,11 +78,17 @@ struct SimOptions {
   bool lora_enabled() const { return enable_lora || !lora_modules.empty(); }
   // num_gpu_blocks_override or the simulator's default cache size.
   int64_t effective_num_gpu_blocks() const;
+  bool fixed_latency() const { return ttft_ms.has_value() || itl_ms.has_value(); }
 };
 
-// A KV cache of 2048 blocks (32k tokens at block size 16): small enough that a test's load moves
-// vllm:kv_cache_usage_perc visibly.
-inline constexpr int64_t kDefaultNumGpuBlocks = 2048;
+// Defaults of the fixed-latency mode (--ttft-ms / --itl-ms).
+inline constexpr double kDefaultTtftMs = 20.0;
+inline constexpr double kDefaultItlMs = 5.0;
+
+// The KV cache of Llama-3.1-8B (BF16, 128 KiB of KV per token) on one 80 GB H100 at vLLM's
+// gpu_memory_utilization 0.9: about 54 GiB after 15 GiB of weights and the activation peak,
+// 27,800 blocks of 16 tokens (444,800 tokens). See docs/simulator.md.
+inline constexpr int64_t kDefaultNumGpuBlocks = 27800;
 
 struct ParseOutcome {
   enum class Action { kRun, kHelp, kVersion, kError };

@@ -70,9 +70,20 @@ int sim_main(int argc, char** argv) {
   // The one stdout line: tests read the port from it.
   fmt::print("infergate-sim listening on {}\n", endpoint);
   std::fflush(stdout);
-  log::info("serving {} as pod {} (ttft {} ms, itl {} ms, time scale {})",
-            server->catalog().primary_name(), server->pod_name(), options.ttft_ms, options.itl_ms,
-            options.time_scale);
+  if (options.fixed_latency()) {
+    log::info("serving {} as pod {}: fixed latency (ttft {} ms, itl {} ms), time scale {}",
+              server->catalog().primary_name(), server->pod_name(),
+              options.ttft_ms.value_or(kDefaultTtftMs), options.itl_ms.value_or(kDefaultItlMs),
+              options.time_scale);
+  } else {
+    log::info(
+        "serving {} as pod {}: step {} ms + {} ms/prefill token + {} ms/decode seq, "
+        "{} KV blocks of {}, max_num_seqs {}, max_num_batched_tokens {}, time scale {}",
+        server->catalog().primary_name(), server->pod_name(), options.step_base_ms,
+        options.step_prefill_token_ms, options.step_decode_seq_ms,
+        options.effective_num_gpu_blocks(), options.block_size, options.max_num_seqs,
+        options.max_num_batched_tokens, options.time_scale);
+  }
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int signal_number) {

@@ -1,8 +1,14 @@
 #pragma once
 // The simulator's I/O half: the listener, the engine clock (one timer driving Engine::advance for
 // every request) and the state the HTTP sessions share: counters, the request log, metric
-// overrides. Everything runs on one io_context thread, so nothing here is locked; a simulator
-// fleet scales by running more processes.
+// overrides, the model catalog. Everything runs on one io_context thread, so nothing here is
+// locked; a simulator fleet scales by running more processes.
+//
+// Time: the engine runs in simulated time, which advances 1/--time-scale times as fast as the
+// steady clock from start-up (sim_now()); its wake-ups are mapped back to the wall clock for the
+// timer (wall_of()). Everything the simulator reports (metrics, "created") is simulated time. With
+// --time-scale 0 simulated time is a virtual clock that jumps from one engine wake-up to the next
+// as soon as the event loop gets to it.
 //
 // Lifetime: sessions hold a shared_ptr to the server, so it outlives them even while the
 // io_context destroys suspended sessions at shutdown; stopping() tells their clean-up paths to
@@ -11,6 +17,7 @@
 #include "sim/engine.h"
 #include "sim/id_generator.h"
 #include "sim/model_catalog.h"
+#include "sim/openai_request.h"
 #include "sim/options.h"
 #include "sim/request_log.h"
 
@@ -25,6 +32,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 namespace infergate::sim {
@@ -61,19 +69,36 @@ class SimServer : public std::enable_shared_from_this<SimServer> {
 
   const SimOptions& options() const { return options_; }
   const ModelCatalog& catalog() const { return catalog_; }
+  const Engine& engine() const { return engine_; }
   const std::string& pod_name() const { return pod_name_; }
   bool stopping() const { return stopping_; }
   // False until --startup-delay-ms has passed.
   bool ready() const { return SimClock::now() >= ready_at_; }
   // --refuse-after reached: the listener is closed and connections end after their response.
   bool refusing() const { return refusing_; }
-  // A delay of the command line in milliseconds, times --time-scale.
+  // A delay of the command line in milliseconds, times --time-scale (a wall-clock duration).
   Duration scaled_ms(double ms) const;
+  // Simulated time now, and the wall (steady) time at which a simulated time comes.
+  TimePoint sim_now() const;
+  TimePoint wall_of(TimePoint sim) const;
+  // Unix time of a simulated time (what metrics and "created" report).
+  double unix_of(TimePoint sim) const;
+  int64_t unix_seconds_now() const { return static_cast<int64_t>(unix_of(sim_now())); }
+
+  // The output length of a request that stops on its own: a draw from --output-len-dist.
+  int64_t draw_output_tokens();
 
   // Engine access for sessions. The session gets on_engine_event() calls from the engine timer
   // (never inline from submit/abort) until the finishing event or abort().
   RequestId submit(RequestSpec spec, HttpSession* session);
   void abort(RequestId id);
+
+  // POST /v1/load_lora_adapter and /v1/unload_lora_adapter: vLLM's success text or error.
+  std::variant<std::string, ApiError> load_lora_adapter(std::string_view name,
+                                                        std::string_view path);
+  std::variant<std::string, ApiError> unload_lora_adapter(std::string_view name);
+  bool reset_prefix_cache() { return engine_.reset_prefix_cache(); }
+  std::string engine_json() const;
 
   // Counts a received /v1/* request and keeps it for /sim/requests; applies --refuse-after.
   void record_v1_request(RecordedRequest request);
@@ -92,6 +117,7 @@ class SimServer : public std::enable_shared_from_this<SimServer> {
   static asio::awaitable<void> accept_loop(std::shared_ptr<SimServer> self);
   void schedule_engine();
   void run_engine();
+  void dispatch_events();
 
   asio::io_context& io_;
   SimOptions options_;
@@ -99,7 +125,9 @@ class SimServer : public std::enable_shared_from_this<SimServer> {
   std::string pod_name_;
   asio::ip::tcp::acceptor acceptor_;
   TimePoint ready_at_;
+  TimePoint started_;  // wall and simulated time coincide at start-up
   double started_unix_ = 0;
+  TimePoint virtual_now_;  // simulated time with --time-scale 0
   bool stopping_ = false;
   bool refusing_ = false;
   int64_t lifetime_v1_requests_ = 0;  // unlike stats_, not reset by /sim/reset
@@ -107,7 +135,8 @@ class SimServer : public std::enable_shared_from_this<SimServer> {
   Engine engine_;
   asio::steady_timer engine_timer_;
   bool engine_timer_armed_ = false;
-  TimePoint engine_timer_at_;
+  TimePoint engine_timer_at_;  // simulated time the timer is armed for
+  bool engine_run_posted_ = false;
   uint64_t engine_timer_generation_ = 0;
   std::unordered_map<RequestId, HttpSession*> sessions_;
   std::vector<EngineEvent> events_;  // reused by run_engine

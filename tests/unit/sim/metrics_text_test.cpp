@@ -74,7 +74,44 @@ TEST_CASE("metrics: vLLM V1 gauges with engine and model_name labels") {
   CHECK(has_line(text, R"(vllm:num_requests_running{engine="0",model_name="my/model"} 3.0)"));
   CHECK(has_line(text, R"(vllm:num_requests_waiting{engine="0",model_name="my/model"} 2.0)"));
   CHECK(has_line(text, R"(vllm:kv_cache_usage_perc{engine="0",model_name="my/model"} 0.25)"));
-  CHECK(has_line(text, R"(vllm:gpu_cache_usage_perc{engine="0",model_name="my/model"} 0.25)"));
+  // The deprecated names only with --show-hidden-metrics-for-version, as in vLLM 0.11.
+  CHECK(text.find("vllm:gpu_cache_usage_perc") == std::string::npos);
+  CHECK(text.find("vllm:gpu_prefix_cache") == std::string::npos);
+  MetricsSnapshot hidden = f.snapshot();
+  hidden.show_hidden_metrics = true;
+  const std::string with_hidden = render_metrics(hidden);
+  CHECK(
+      has_line(with_hidden, R"(vllm:gpu_cache_usage_perc{engine="0",model_name="my/model"} 0.25)"));
+  CHECK(has_line(with_hidden,
+                 R"(vllm:gpu_prefix_cache_queries_total{engine="0",model_name="my/model"} 0.0)"));
+}
+
+TEST_CASE("metrics: prefix cache, preemption and timing families from the engine") {
+  Fixture f;
+  f.metrics.prefix_cache_queries = 400;
+  f.metrics.prefix_cache_hits = 144;
+  f.metrics.num_preemptions = 3;
+  f.metrics.inter_token_latency.observe(0.02);
+  f.metrics.prefill_time.observe(0.5);
+  f.metrics.iteration_tokens.observe(100);
+  const std::string text = render_metrics(f.snapshot());
+  CHECK(
+      has_line(text, R"(vllm:prefix_cache_queries_total{engine="0",model_name="my/model"} 400.0)"));
+  CHECK(has_line(text, R"(vllm:prefix_cache_hits_total{engine="0",model_name="my/model"} 144.0)"));
+  CHECK(has_line(text, R"(vllm:num_preemptions_total{engine="0",model_name="my/model"} 3.0)"));
+  CHECK(has_line(text, "# TYPE vllm:inter_token_latency_seconds histogram"));
+  CHECK(has_line(
+      text, R"(vllm:inter_token_latency_seconds_count{engine="0",model_name="my/model"} 1.0)"));
+  // The deprecated name carries the same observations.
+  CHECK(has_line(
+      text, R"(vllm:time_per_output_token_seconds_count{engine="0",model_name="my/model"} 1.0)"));
+  CHECK(has_line(text,
+                 R"(vllm:request_prefill_time_seconds_sum{engine="0",model_name="my/model"} 0.5)"));
+  CHECK(has_line(text, "# TYPE vllm:request_decode_time_seconds histogram"));
+  CHECK(has_line(text, "# TYPE vllm:request_inference_time_seconds histogram"));
+  CHECK(has_line(
+      text,
+      R"(vllm:iteration_tokens_total_bucket{engine="0",le="128.0",model_name="my/model"} 1.0)"));
 }
 
 TEST_CASE("metrics: counters with _total and a _created gauge family") {

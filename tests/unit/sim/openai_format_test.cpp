@@ -72,6 +72,22 @@ TEST_CASE("format: completion body matches vLLM's keys and order") {
   CHECK(doc["usage"]["prompt_tokens_details"].is_null());
 }
 
+TEST_CASE("format: cached prompt tokens as vLLM's prompt_tokens_details") {
+  const Usage usage{100, 2, 96};
+  simdjson::dom::parser parser;
+  const std::string body = completion_body(kMeta, " tok0 tok1", FinishReason::kLength, usage);
+  CHECK(body.find(R"("prompt_tokens_details":{"cached_tokens":96})") != std::string::npos);
+  const auto doc = parse(parser, body);
+  CHECK(num(doc["usage"]["prompt_tokens_details"]["cached_tokens"]) == 96);
+  // The streamed usage chunk carries it too (it only drops nulls).
+  std::string sse;
+  append_usage_event(sse, kMeta, Endpoint::kChatCompletions, usage);
+  CHECK(sse.find(R"("prompt_tokens_details":{"cached_tokens":96})") != std::string::npos);
+  sse.clear();
+  append_usage_event(sse, kMeta, Endpoint::kChatCompletions, {100, 2});
+  CHECK(sse.find("prompt_tokens_details") == std::string::npos);
+}
+
 TEST_CASE("format: chat body") {
   simdjson::dom::parser parser;
   const auto doc = parse(parser, chat_body(kMeta, " tok0", FinishReason::kStop, {10, 2}));

@@ -74,6 +74,43 @@ TEST_CASE("request: chat counts template overhead per message") {
   CHECK(r.model.empty());
 }
 
+TEST_CASE("request: the prompt's token stream is hashed into KV blocks") {
+  const std::string shared(64, 's');  // 16 tokens: one block
+  const OpenAiRequest a =
+      parse_ok(Endpoint::kCompletions, R"({"prompt":")" + shared + std::string(64, 'a') + R"("})");
+  const OpenAiRequest b =
+      parse_ok(Endpoint::kCompletions, R"({"prompt":")" + shared + std::string(64, 'b') + R"("})");
+  REQUIRE(a.prompt_hashes.block_hashes().size() == 2);
+  REQUIRE(b.prompt_hashes.block_hashes().size() == 2);
+  CHECK(a.prompt_hashes.tokens() == a.prompt_tokens);
+  CHECK(a.prompt_hashes.block_hashes()[0] == b.prompt_hashes.block_hashes()[0]);
+  CHECK(a.prompt_hashes.block_hashes()[1] != b.prompt_hashes.block_hashes()[1]);
+
+  // The block size is the engine's.
+  std::string body = R"({"prompt":")" + shared + R"("})";
+  simdjson::dom::parser parser;
+  const auto small = parse_openai_request(Endpoint::kCompletions, body, parser, 4);
+  CHECK(std::get<OpenAiRequest>(small).prompt_hashes.block_hashes().size() == 4);
+
+  // Chat: the system prompt's blocks are shared across conversations that start alike.
+  const std::string system(256, 'y');
+  const auto chat = [&](std::string_view user) {
+    return parse_ok(Endpoint::kChatCompletions, R"({"messages":[{"role":"system","content":")" +
+                                                    system + R"("},{"role":"user","content":")" +
+                                                    std::string(user) + R"("}]})");
+  };
+  const OpenAiRequest c1 = chat("what is the weather like today?");
+  const OpenAiRequest c2 = chat("and tomorrow?");
+  CHECK(c1.prompt_hashes.tokens() == c1.prompt_tokens);
+  REQUIRE(c2.prompt_hashes.block_hashes().size() >= 4);
+  for (size_t i = 0; i < 4; ++i) {
+    CHECK(c1.prompt_hashes.block_hashes()[i] == c2.prompt_hashes.block_hashes()[i]);
+  }
+  // Token-id prompts hash by id.
+  const OpenAiRequest ids = parse_ok(Endpoint::kCompletions, R"({"prompt":[1,2,3]})");
+  CHECK(ids.prompt_hashes.tokens() == 3);
+}
+
 TEST_CASE("request: embeddings inputs each get a stable hash") {
   const OpenAiRequest a = parse_ok(Endpoint::kEmbeddings, R"({"input":["x","y"]})");
   const OpenAiRequest b = parse_ok(Endpoint::kEmbeddings, R"({"input":"x"})");

@@ -31,11 +31,21 @@ TEST_CASE("options: defaults as documented") {
   const SimOptions o = parse_ok({});
   CHECK(o.host == "127.0.0.1");
   CHECK(o.port == 8000);
-  CHECK(o.max_model_len == 4096);
+  CHECK(o.model == "meta-llama/Llama-3.1-8B-Instruct");
+  CHECK(o.max_model_len == 131072);
+  CHECK(o.max_num_seqs == 1024);
+  CHECK(o.max_num_batched_tokens == 8192);
+  CHECK(o.enable_chunked_prefill);
+  CHECK(o.enable_prefix_caching);
+  CHECK(o.enable_prompt_tokens_details);
   CHECK(o.block_size == 16);
-  CHECK(o.ttft_ms == 20);
-  CHECK(o.itl_ms == 5);
+  CHECK_FALSE(o.fixed_latency());
+  CHECK(o.step_base_ms == 7.0);
+  CHECK(o.step_prefill_token_ms == 0.03);
+  CHECK(o.step_decode_seq_ms == 0.05);
+  CHECK(o.lora_load_ms == 100.0);
   CHECK(o.output_tokens == 16);
+  CHECK(o.output_len_dist.kind == OutputLengthDist::Kind::kFixed);
   CHECK(o.time_scale == 1.0);
   CHECK(o.effective_served_names() == std::vector<std::string>{o.model});
   CHECK_FALSE(o.lora_enabled());
@@ -88,6 +98,7 @@ TEST_CASE("options: simulator knobs and faults") {
                                  "--metrics-kv-usage",
                                  "0.75"});
   CHECK(o.pod_name == "p1");
+  CHECK(o.fixed_latency());
   CHECK(o.ttft_ms == 2.5);
   CHECK(o.itl_ms == 0);
   CHECK(o.time_scale == 0.1);
@@ -99,6 +110,46 @@ TEST_CASE("options: simulator knobs and faults") {
   CHECK(o.metrics_waiting == 4);
   CHECK(o.metrics_kv_usage == 0.75);
   CHECK_FALSE(o.metrics_running.has_value());
+}
+
+TEST_CASE("options: engine model knobs") {
+  const SimOptions o = parse_ok(
+      {"--max-num-batched-tokens", "2048", "--no-enable-chunked-prefill", "--max-model-len", "2048",
+       "--no-enable-prefix-caching", "--step-base-ms", "5", "--step-prefill-token-ms", "0.02",
+       "--step-decode-seq-ms", "0.1", "--lora-load-ms", "30", "--output-len-dist", "lognormal:0.5",
+       "--no-enable-prompt-tokens-details", "--show-hidden-metrics-for-version", "0.10"});
+  CHECK(o.max_num_batched_tokens == 2048);
+  CHECK_FALSE(o.enable_chunked_prefill);
+  CHECK_FALSE(o.enable_prefix_caching);
+  CHECK(o.step_base_ms == 5);
+  CHECK(o.step_prefill_token_ms == 0.02);
+  CHECK(o.step_decode_seq_ms == 0.1);
+  CHECK(o.lora_load_ms == 30);
+  CHECK(o.output_len_dist.kind == OutputLengthDist::Kind::kLognormal);
+  CHECK(o.output_len_dist.sigma == 0.5);
+  CHECK_FALSE(o.enable_prompt_tokens_details);
+  CHECK(o.show_hidden_metrics_for_version == "0.10");
+  CHECK_FALSE(o.fixed_latency());
+  // Only --itl-ms: fixed-latency mode, ttft at its default.
+  const SimOptions itl = parse_ok({"--itl-ms", "3"});
+  CHECK(itl.fixed_latency());
+  CHECK_FALSE(itl.ttft_ms.has_value());
+  CHECK(parse_ok({"--output-len-dist", "exponential"}).output_len_dist.kind ==
+        OutputLengthDist::Kind::kExponential);
+}
+
+TEST_CASE("options: configurations vLLM refuses") {
+  // max_model_len must fit the KV cache.
+  CHECK(parse_error({"--num-gpu-blocks-override", "10"})
+            .starts_with("The model's max seq len (131072) is larger than the maximum number of "
+                         "tokens that can be stored in KV cache (160)."));
+  CHECK(parse_ok({"--num-gpu-blocks-override", "10", "--max-model-len", "160"}).max_model_len ==
+        160);
+  // Without chunked prefill a whole prompt must fit one step.
+  CHECK(parse_error({"--no-enable-chunked-prefill"})
+            .starts_with("max_num_batched_tokens (8192) is smaller than max_model_len (131072)."));
+  CHECK(parse_error({"--output-len-dist", "zipf"}).starts_with("--output-len-dist: expected"));
+  CHECK(parse_error({"--output-len-dist", "fixed:3"}).starts_with("--output-len-dist:"));
 }
 
 TEST_CASE("options: help and version") {
@@ -113,6 +164,16 @@ TEST_CASE("options: help and version") {
                                       "--lora-modules",
                                       "--max-model-len",
                                       "--max-num-seqs",
+                                      "--max-num-batched-tokens",
+                                      "--enable-chunked-prefill",
+                                      "--enable-prefix-caching",
+                                      "--enable-prompt-tokens-details",
+                                      "--show-hidden-metrics-for-version",
+                                      "--step-base-ms",
+                                      "--step-prefill-token-ms",
+                                      "--step-decode-seq-ms",
+                                      "--lora-load-ms",
+                                      "--output-len-dist",
                                       "--max-loras",
                                       "--block-size",
                                       "--num-gpu-blocks-override",
