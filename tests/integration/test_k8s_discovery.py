@@ -35,8 +35,7 @@ import harness  # noqa: E402
 
 WATCH_BIN = os.environ.get("INFERGATE_K8S_WATCH_BIN") or harness._binary(
     "INFERGATE_K8S_WATCH_BIN", ["build/debug/discovery/infergate-k8s-watch",
-                                "build/release/discovery/infergate-k8s-watch",
-                                "build/h-disc/discovery/infergate-k8s-watch"])
+                                "build/release/discovery/infergate-k8s-watch"])
 TOKEN = "stand-in-token"
 
 
