@@ -1,5 +1,5 @@
 #pragma once
-// The protocol-neutral seam between a downstream session (HTTP/1.1 now, HTTP/2 later) and the
+// The protocol-neutral seam between a downstream session (HTTP/1.1 or HTTP/2) and the
 // request pipeline: the session parses a request into a DownstreamRequest and hands the
 // pipeline a Downstream to answer through. One pipeline body serves every protocol.
 

@@ -1,5 +1,8 @@
 #include "proxy/http1_session.h"
 
+#include <boost/beast/ssl.hpp>
+#include <type_traits>
+
 #include "common/log.h"
 #include "proxy/errors.h"
 #include "proxy/exchange.h"
@@ -11,11 +14,17 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+template <typename Stream>
+beast::tcp_stream& tcp_of(Stream& s) {
+  return beast::get_lowest_layer(s);
+}
+
 // Downstream over one HTTP/1.1 connection. Writes are sequential (one in flight) and each has
 // the write timeout; a failed write marks the connection broken.
+template <typename Stream>
 class H1Downstream final : public Downstream {
  public:
-  H1Downstream(beast::tcp_stream& stream, std::chrono::milliseconds write_timeout, bool keep_alive,
+  H1Downstream(Stream& stream, std::chrono::milliseconds write_timeout, bool keep_alive,
                unsigned version)
       : stream_(stream),
         write_timeout_(write_timeout),
@@ -28,7 +37,7 @@ class H1Downstream final : public Downstream {
     res.body() = std::move(body);
     res.keep_alive(keep_alive_);
     res.prepare_payload();
-    stream_.expires_after(write_timeout_);
+    tcp_of(stream_).expires_after(write_timeout_);
     auto [ec, n] = co_await http::async_write(stream_, res, kNoThrow);
     if (ec) broken_ = true;
     co_return !ec;
@@ -48,7 +57,7 @@ class H1Downstream final : public Downstream {
     }
     res.keep_alive(keep_alive_);
     http::response_serializer<http::empty_body> sr{res};
-    stream_.expires_after(write_timeout_);
+    tcp_of(stream_).expires_after(write_timeout_);
     auto [ec, n] = co_await http::async_write_header(stream_, sr, kNoThrow);
     if (ec) broken_ = true;
     co_return !ec;
@@ -56,7 +65,7 @@ class H1Downstream final : public Downstream {
 
   awaitable<bool> send_data(std::string_view data) override {
     if (data.empty()) co_return true;
-    stream_.expires_after(write_timeout_);
+    tcp_of(stream_).expires_after(write_timeout_);
     error_code ec;
     if (chunked_) {
       std::tie(ec, std::ignore) = co_await asio::async_write(
@@ -71,7 +80,7 @@ class H1Downstream final : public Downstream {
 
   awaitable<bool> finish() override {
     if (!chunked_) co_return true;
-    stream_.expires_after(write_timeout_);
+    tcp_of(stream_).expires_after(write_timeout_);
     auto [ec, n] = co_await asio::async_write(stream_, http::make_chunk_last(), kNoThrow);
     if (ec) broken_ = true;
     co_return !ec;
@@ -83,7 +92,7 @@ class H1Downstream final : public Downstream {
   bool reusable() const { return keep_alive_ && !broken_; }
 
  private:
-  beast::tcp_stream& stream_;
+  Stream& stream_;
   std::chrono::milliseconds write_timeout_;
   bool keep_alive_;
   unsigned version_;
@@ -95,30 +104,41 @@ class H1Downstream final : public Downstream {
 // closes or resets (the caller then cancels the pipeline). Pipelined bytes that arrive in the
 // meantime are kept in `buffer` for the next request, up to `limit`; past that it stops
 // reading (TCP backpressure) and just waits to be cancelled.
-awaitable<void> watch_client(beast::tcp_stream* stream, beast::flat_buffer* buffer, size_t limit) {
+template <typename Stream>
+awaitable<void> watch_client(Stream* stream, beast::flat_buffer* buffer, size_t limit) {
   co_await asio::this_coro::throw_if_cancelled(false);
   for (;;) {
     // A read that completed with data in the same turn as the cancellation (the client sent
     // its next request right after the response) must not start another read: the `||` in
     // the session waits for this coroutine, and nothing would cancel the new read.
-    if ((co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none)
-      co_return;
+    const asio::cancellation_state cs = co_await asio::this_coro::cancellation_state;
+    if (cs.cancelled() != asio::cancellation_type::none) co_return;
     if (buffer->size() >= limit) {
-      asio::steady_timer park(stream->get_executor(), Clock::time_point::max());
+      asio::steady_timer park(tcp_of(*stream).get_executor(), Clock::time_point::max());
       co_await park.async_wait(kNoThrow);
       co_return;
     }
-    auto [ec, n] = co_await stream->socket().async_read_some(buffer->prepare(4096), kNoThrow);
+    error_code ec;
+    size_t n = 0;
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      // The socket itself: no tcp_stream timeout on a read that may wait for a long response.
+      std::tie(ec, n) = co_await stream->socket().async_read_some(buffer->prepare(4096), kNoThrow);
+    } else {
+      // TLS reads go through the stream; the writes' timeouts must not apply to this read.
+      tcp_of(*stream).expires_never();
+      std::tie(ec, n) = co_await stream->async_read_some(buffer->prepare(4096), kNoThrow);
+    }
     if (ec) co_return;  // closed, reset, or cancelled because the exchange finished
     buffer->commit(n);
   }
 }
 
 // Early errors (before a request reaches the pipeline) close the connection afterwards.
-awaitable<void> reply_and_close(beast::tcp_stream* stream, Worker* worker, const GatewayError& e,
+template <typename Stream>
+awaitable<void> reply_and_close(Stream* stream, Worker* worker, const GatewayError& e,
                                 unsigned version, std::chrono::milliseconds timeout) {
   worker->context().metrics.http_requests(e.status).Increment();
-  H1Downstream down(*stream, timeout, false, version);
+  H1Downstream<Stream> down(*stream, timeout, false, version);
   co_await send_error(&down, e, worker->new_request_id());
 }
 
@@ -126,19 +146,21 @@ awaitable<void> reply_and_close(beast::tcp_stream* stream, Worker* worker, const
 // the socket when the deadline passes: beast::tcp_stream's own timeout closes it, which would
 // make the 408 impossible to send. The timer cancels the socket's pending I/O instead, and the
 // read's error becomes beast::error::timeout.
-awaitable<error_code> read_request_part(beast::tcp_stream* stream, beast::flat_buffer* buffer,
+template <typename Stream>
+awaitable<error_code> read_request_part(Stream* stream, beast::flat_buffer* buffer,
                                         http::request_parser<http::string_body>* parser,
                                         bool header_only, std::chrono::milliseconds timeout) {
-  stream->expires_never();
-  asio::steady_timer deadline(stream->get_executor());
+  tcp_of(*stream).expires_never();
+  asio::steady_timer deadline(tcp_of(*stream).get_executor());
   deadline.expires_after(timeout);
   auto armed = std::make_shared<bool>(true);
   auto fired = std::make_shared<bool>(false);
-  deadline.async_wait([stream, armed, fired](const error_code& ec) {
+  beast::tcp_stream* tcp = &tcp_of(*stream);
+  deadline.async_wait([tcp, armed, fired](const error_code& ec) {
     if (ec || !*armed) return;
     *fired = true;
     error_code ignored;
-    stream->socket().cancel(ignored);
+    tcp->socket().cancel(ignored);
   });
   error_code ec;
   if (header_only) {
@@ -153,47 +175,35 @@ awaitable<error_code> read_request_part(beast::tcp_stream* stream, beast::flat_b
   co_return ec;
 }
 
-class SessionRegistration {
- public:
-  SessionRegistration(Worker* w, beast::tcp_stream* s) : w_(w), h_(w->register_session(s)) {}
-  SessionRegistration(const SessionRegistration&) = delete;
-  SessionRegistration& operator=(const SessionRegistration&) = delete;
-  ~SessionRegistration() { w_->unregister_session(h_); }
-  Worker::SessionEntry& entry() { return *h_; }
-
- private:
-  Worker* w_;
-  Worker::SessionHandle h_;
-};
-
 }  // namespace
 
-awaitable<void> run_http1_session(Worker* worker, tcp::socket socket, bool tls) {
+template <typename Stream>
+awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::SessionEntry& entry,
+                                  std::string initial, std::string client_address, bool tls) {
   co_await asio::this_coro::throw_if_cancelled(false);
-  error_code ec;
-  const auto peer = socket.remote_endpoint(ec);
-  const std::string client_address = ec ? std::string("unknown") : peer.address().to_string();
-  beast::tcp_stream stream(std::move(socket));
-  SessionRegistration registration(worker, &stream);
   beast::flat_buffer buffer;
+  if (!initial.empty()) {
+    const auto n = asio::buffer_copy(buffer.prepare(initial.size()), asio::buffer(initial));
+    buffer.commit(n);
+  }
   GatewayContext& ctx = worker->context();
   bool linger = false;  // an early error left client bytes unread
 
   for (;;) {
     const RuntimeStatePtr state = ctx.state.load();
     const auto& limits = state->config->proxy.limits;
-    registration.entry().idle = true;
+    entry.idle = true;
     if (ctx.draining.load() && buffer.size() == 0) break;
 
     // Wait for the first byte of the next request under the keep-alive idle timeout; the
     // header timeout (408) starts once something arrived.
     if (buffer.size() == 0) {
-      stream.expires_after(limits.idle_timeout);
+      tcp_of(stream).expires_after(limits.idle_timeout);
       auto [rec, n] = co_await stream.async_read_some(buffer.prepare(4096), kNoThrow);
       if (rec) break;  // closed, idle timeout, or woken by a drain
       buffer.commit(n);
     }
-    registration.entry().idle = false;
+    entry.idle = false;
 
     http::request_parser<http::string_body> parser;
     parser.header_limit(limits.max_request_header_bytes);
@@ -236,7 +246,7 @@ awaitable<void> run_http1_session(Worker* worker, tcp::socket socket, bool tls) 
     }
     if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      stream.expires_after(limits.idle_timeout);
+      tcp_of(stream).expires_after(limits.idle_timeout);
       auto [cec, cn] = co_await asio::async_write(
           stream, asio::buffer(kContinue.data(), kContinue.size()), kNoThrow);
       if (cec) break;
@@ -265,7 +275,7 @@ awaitable<void> run_http1_session(Worker* worker, tcp::socket socket, bool tls) 
         break;
       }
     }
-    stream.expires_never();
+    tcp_of(stream).expires_never();
 
     DownstreamRequest request;
     request.msg = parser.release();
@@ -273,7 +283,7 @@ awaitable<void> run_http1_session(Worker* worker, tcp::socket socket, bool tls) 
     request.tls = tls;
     request.received_at = Clock::now();
     const bool keep_alive = request.msg.keep_alive() && !ctx.draining.load();
-    H1Downstream downstream(stream, limits.idle_timeout, keep_alive, version);
+    H1Downstream<Stream> downstream(stream, limits.idle_timeout, keep_alive, version);
 
     using namespace asio::experimental::awaitable_operators;
     const auto outcome = co_await (run_pipeline(worker, &request, &downstream) ||
@@ -286,22 +296,30 @@ awaitable<void> run_http1_session(Worker* worker, tcp::socket socket, bool tls) 
   }
 
   error_code ignored;
+  auto& sock = tcp_of(stream).socket();
   if (linger) {
     // We answered before reading everything the client sent (431, 413, 408, 400). Closing now
     // could turn the unread bytes into a RST that destroys our response in flight; instead
     // half-close and discard input for a moment, as nginx's lingering close does.
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream.expires_after(std::chrono::seconds(2));
+    sock.shutdown(tcp::socket::shutdown_send, ignored);
+    tcp_of(stream).expires_after(std::chrono::seconds(2));
     size_t discarded = 0;
     while (discarded < (1u << 20)) {
       buffer.clear();
-      auto [lec, ln] = co_await stream.async_read_some(buffer.prepare(16384), kNoThrow);
+      auto [lec, ln] = co_await tcp_of(stream).async_read_some(buffer.prepare(16384), kNoThrow);
       if (lec) break;
       discarded += ln;
     }
   }
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  stream.socket().close(ignored);
+  sock.shutdown(tcp::socket::shutdown_both, ignored);
+  sock.close(ignored);
 }
+
+template awaitable<void> run_http1_session<beast::tcp_stream>(Worker*, beast::tcp_stream&,
+                                                              Worker::SessionEntry&, std::string,
+                                                              std::string, bool);
+template awaitable<void> run_http1_session<beast::ssl_stream<beast::tcp_stream>>(
+    Worker*, beast::ssl_stream<beast::tcp_stream>&, Worker::SessionEntry&, std::string, std::string,
+    bool);
 
 }  // namespace infergate::proxy

@@ -8,6 +8,7 @@
 #include "config/loader.h"
 #include "infergate/version.h"
 #include "proxy/gateway.h"
+#include "proxy/tls_context.h"
 
 namespace {
 
@@ -100,14 +101,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "infergate: configuration has %d error(s)\n", errors);
     return 1;
   }
-  // TLS termination is not built yet: refuse it up front rather than at bind time, so
-  // --check tells the truth.
+  // Load every TLS certificate and key now, so that --check and start-up both report a
+  // missing, unreadable or mismatched key with the file's name (exit 1).
   for (const auto& l : result.snapshot->proxy.listeners) {
-    if (l.tls) {
+    if (!l.tls) continue;
+    std::string error;
+    if (!proxy::make_server_tls_context(*l.tls, &error)) {
       std::fprintf(
-          stderr, "%s: listener %s: TLS listeners are not supported yet\n",
+          stderr, "%s: listener %s: TLS: %s\n",
           result.snapshot->sources.empty() ? "config" : result.snapshot->sources[0].c_str(),
-          l.address.c_str());
+          l.address.c_str(), error.c_str());
+      std::fprintf(stderr, "infergate: configuration has 1 error(s)\n");
       return 1;
     }
   }

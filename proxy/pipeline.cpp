@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <limits>
 #include <optional>
 
@@ -157,9 +158,9 @@ awaitable<bool> cancelled() {
   co_return state.cancelled() != asio::cancellation_type::none;
 }
 
-awaitable<error_code> connect_upstream(Worker* worker, UpstreamPool* pool,
-                                       const config::Endpoint* ep, UpstreamConnection* conn,
-                                       std::chrono::milliseconds timeout) {
+// Fills pool->addresses (IP literal: at once; DNS name: cached for kResolveTtl).
+awaitable<error_code> resolve_upstream(Worker* worker, UpstreamPool* pool,
+                                       const config::Endpoint* ep) {
   const auto now = Clock::now();
   if (pool->addresses.empty() || now - pool->resolved_at > UpstreamPool::kResolveTtl) {
     error_code ec;
@@ -179,6 +180,14 @@ awaitable<error_code> connect_upstream(Worker* worker, UpstreamPool* pool,
       if (pool->addresses.empty()) co_return asio::error::host_not_found;
     }
   }
+  co_return error_code{};
+}
+
+awaitable<error_code> connect_upstream(Worker* worker, UpstreamPool* pool,
+                                       const config::Endpoint* ep, UpstreamConnection* conn,
+                                       std::chrono::milliseconds timeout) {
+  const error_code rec = co_await resolve_upstream(worker, pool, ep);
+  if (rec) co_return rec;
   conn->stream.expires_after(timeout);
   auto [ec, connected] = co_await conn->stream.async_connect(pool->addresses, kNoThrow);
   if (!ec) {
@@ -194,6 +203,7 @@ struct Attempt {
   AttemptStatus status = AttemptStatus::kFail;
   GatewayError error;
   std::unique_ptr<UpstreamConnection> conn;
+  std::shared_ptr<H2UpstreamStream> h2;  // h2c pools: the stream instead of `conn`
 };
 
 bool is_reset(const error_code& ec) {
@@ -288,6 +298,66 @@ awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep,
                     nullptr};
 }
 
+// One endpoint of an h2c pool: a stream on a session with a free slot (a new session when
+// every session of the endpoint is at the pod's SETTINGS_MAX_CONCURRENT_STREAMS), then the
+// response headers. A stream reset or a connection lost before the headers is retried on
+// another endpoint, like a reset HTTP/1.1 connection.
+awaitable<Attempt> attempt_h2_endpoint(Worker* worker, EndpointRuntime* ep,
+                                       http::request<http::string_body>* msg,
+                                       const config::LimitsConfig* limits) {
+  auto& gm = worker->context().metrics;
+  auto& pool = worker->upstream(ep->id);
+  const auto& where = ep->endpoint;
+  auto session = pool.h2.find(limits->max_concurrent_streams);
+  if (!session) {
+    error_code ec = co_await resolve_upstream(worker, &pool, &where);
+    if (!ec) {
+      session = std::make_shared<H2UpstreamSession>(worker->io().get_executor());
+      ec = co_await session->connect(pool.addresses, limits->upstream_connect_timeout);
+    }
+    if (ec) {
+      if (co_await cancelled()) co_return Attempt{AttemptStatus::kCancelled, {}, nullptr};
+      gm.upstream_errors(ec == beast::error::timeout ? "timeout" : "connect").Increment();
+      pool.addresses.clear();
+      co_return Attempt{
+          AttemptStatus::kRetry,
+          GatewayError::bad_gateway(fmt::format("could not connect to endpoint {} ({}:{}): {}",
+                                                where.name, where.host, where.port, ec.message())),
+          nullptr};
+    }
+    pool.h2.add(session);
+  }
+  // :authority is the client's Host, as HTTP/1.1 upstreams receive it.
+  const auto host = (*msg)[http::field::host];
+  auto stream = session->submit(
+      *msg, host.empty() ? fmt::format("{}:{}", where.host, where.port) : std::string(host));
+  if (!stream) {
+    gm.upstream_errors("protocol").Increment();
+    co_return Attempt{AttemptStatus::kRetry,
+                      GatewayError::bad_gateway(
+                          fmt::format("could not open a stream to endpoint {}", where.name)),
+                      nullptr};
+  }
+  const error_code ec = co_await stream->wait_headers(limits->upstream_response_timeout);
+  if (ec) {
+    if (co_await cancelled()) co_return Attempt{AttemptStatus::kCancelled, {}, nullptr};
+    if (ec == beast::error::timeout) {
+      gm.upstream_errors("timeout").Increment();
+      co_return Attempt{AttemptStatus::kFail,
+                        GatewayError::gateway_timeout(
+                            fmt::format("endpoint {} did not respond within {} ms", where.name,
+                                        limits->upstream_response_timeout.count())),
+                        nullptr};
+    }
+    gm.upstream_errors("reset").Increment();
+    co_return Attempt{AttemptStatus::kRetry,
+                      GatewayError::bad_gateway(fmt::format(
+                          "endpoint {} reset the stream before responding", where.name)),
+                      nullptr};
+  }
+  co_return Attempt{AttemptStatus::kOk, {}, nullptr, std::move(stream)};
+}
+
 struct ReadResult {
   error_code ec;
   size_t bytes = 0;
@@ -305,6 +375,23 @@ awaitable<ReadResult> read_body_some(UpstreamConnection* conn, ResponseParser* p
   auto [ec, n] = co_await http::async_read_some(conn->stream, conn->buffer, *parser, kNoThrow);
   if (ec == http::error::need_buffer) ec = {};
   co_return ReadResult{ec, cap - body.size};
+}
+
+// The response body: from an HTTP/1.1 connection's parser or from an h2c stream.
+struct UpstreamBody {
+  UpstreamConnection* conn = nullptr;
+  ResponseParser* parser = nullptr;
+  H2UpstreamStream* h2 = nullptr;
+  bool done() const { return h2 != nullptr ? h2->done() : parser->is_done(); }
+};
+
+awaitable<ReadResult> read_upstream_body(UpstreamBody* body, char* buf, size_t cap,
+                                         std::chrono::milliseconds timeout) {
+  if (body->h2 != nullptr) {
+    auto [ec, n] = co_await body->h2->read_some(buf, cap, timeout);
+    co_return ReadResult{ec, n};
+  }
+  co_return co_await read_body_some(body->conn, body->parser, buf, cap, timeout);
 }
 
 double seconds_since(Clock::time_point t) {
@@ -517,6 +604,8 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
   GatewayError last_error = GatewayError::bad_gateway("no endpoint could be reached");
   std::optional<ResponseParser> parser;
   std::unique_ptr<UpstreamConnection> conn;
+  std::shared_ptr<H2UpstreamStream> h2;
+  const bool h2c = pool->pool->app_protocol == config::AppProtocol::kH2c;
   EndpointRuntime* chosen = nullptr;
   InFlight in_flight;
   const uint32_t max_attempts = 1 + limits.max_retries;
@@ -567,10 +656,16 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
                                             std::memory_order_relaxed);
     if (attempt > 0) gm.upstream_retries().Increment();
     in_flight.acquire(ep);
-    Attempt result = co_await attempt_endpoint(worker, ep, &msg, &parser, &limits);
+    Attempt result;
+    if (h2c) {
+      result = co_await attempt_h2_endpoint(worker, ep, &msg, &limits);
+    } else {
+      result = co_await attempt_endpoint(worker, ep, &msg, &parser, &limits);
+    }
     if (result.status == AttemptStatus::kOk) {
       chosen = ep;
       conn = std::move(result.conn);
+      h2 = std::move(result.h2);
       break;
     }
     in_flight.release();
@@ -592,7 +687,13 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
   }
 
   // Relay the response.
-  auto& res = parser->get();
+  ResponseParser::value_type h2_head;  // an h2c response's status and headers, for the relay
+  if (h2) {
+    h2_head.result(static_cast<unsigned>(h2->status));
+    for (const auto& [name, value] : h2->headers) h2_head.insert(name, value);
+  }
+  const auto& res = h2 ? h2_head : parser->get();
+  UpstreamBody upstream_body{conn.get(), h2 ? nullptr : &*parser, h2.get()};
   const int status = res.result_int();
   gm.http_requests(status).Increment();
   HeaderList headers = response_headers(res, request_id);
@@ -606,7 +707,14 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
   const bool sse = success && starts_with_icase(content_type, "text/event-stream");
   const bool json = success && contains_icase(content_type, "json");
   std::optional<uint64_t> content_length;
-  if (const auto cl = parser->content_length()) content_length = *cl;
+  if (h2) {
+    uint64_t n = 0;
+    const auto cl = res[http::field::content_length];
+    const auto [p, cec] = std::from_chars(cl.data(), cl.data() + cl.size(), n);
+    if (!cl.empty() && cec == std::errc() && p == cl.data() + cl.size()) content_length = n;
+  } else if (const auto cl = parser->content_length()) {
+    content_length = *cl;
+  }
   const std::string client_model = target != info.model ? info.model : std::string();
   bool buffered =
       json && !sse && (!content_length || *content_length <= limits.max_response_body_bytes);
@@ -624,9 +732,9 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
 
   std::string out;
   if (buffered) {
-    while (!parser->is_done()) {
-      const auto r = co_await read_body_some(conn.get(), &*parser, chunk.data(), chunk.size(),
-                                             limits.upstream_idle_timeout);
+    while (!upstream_body.done()) {
+      const auto r = co_await read_upstream_body(&upstream_body, chunk.data(), chunk.size(),
+                                                 limits.upstream_idle_timeout);
       if (r.ec) {
         if (co_await cancelled()) {
           gm.client_aborts().Increment();
@@ -673,9 +781,9 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
     }
     SseRewriter rewriter(sse ? client_model : std::string());
     std::string events;
-    while (!parser->is_done()) {
-      const auto r = co_await read_body_some(conn.get(), &*parser, chunk.data(), chunk.size(),
-                                             limits.upstream_idle_timeout);
+    while (!upstream_body.done()) {
+      const auto r = co_await read_upstream_body(&upstream_body, chunk.data(), chunk.size(),
+                                                 limits.upstream_idle_timeout);
       if (r.ec) {
         if (co_await cancelled()) {
           gm.client_aborts().Increment();
@@ -718,7 +826,7 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
   }
 
   // Done: recycle the upstream connection and record what happened.
-  if (parser->keep_alive() && worker->endpoint_live(chosen->id)) {
+  if (!h2 && parser->keep_alive() && worker->endpoint_live(chosen->id)) {
     worker->upstream(chosen->id).give_back(std::move(conn), limits.upstream_max_idle_per_endpoint);
   }
   mm.duration->Observe(seconds_since(request->received_at));

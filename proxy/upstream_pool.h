@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "proxy/asio.h"
+#include "proxy/h2_upstream.h"
 
 namespace infergate::proxy {
 
@@ -36,13 +37,19 @@ class UpstreamPool {
     idle_.push_back(std::move(c));
   }
 
-  void clear() { idle_.clear(); }
+  void clear() {
+    idle_.clear();
+    h2.clear();
+  }
   size_t idle() const { return idle_.size(); }
 
   // Resolved addresses of the endpoint (IP literal: one; DNS: cached for kResolveTtl).
   std::vector<tcp::endpoint> addresses;
   std::chrono::steady_clock::time_point resolved_at{};
   static constexpr std::chrono::seconds kResolveTtl{5};
+
+  // Pools with appProtocol kubernetes.io/h2c: multiplexed sessions instead of idle_.
+  H2UpstreamPool h2;
 
  private:
   std::vector<std::unique_ptr<UpstreamConnection>> idle_;

@@ -43,6 +43,7 @@ Worker::~Worker() {
   error_code ignored;
   for (auto& a : acceptors_) a->close(ignored);
   for (auto& s : sessions_) s.stream->socket().close(ignored);
+  for (auto& [id, pool] : upstreams_) pool.h2.clear();  // upstream h2c sessions end too
   io_.restart();
   io_.run_for(std::chrono::seconds(2));
 }

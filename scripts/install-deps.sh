@@ -10,11 +10,17 @@ PACKAGES=(
   libboost1.81-dev libnghttp2-dev libssl-dev libsimdjson-dev prometheus-cpp-dev
   libyaml-cpp-dev libfmt-dev doctest-dev libxxhash-dev libbenchmark-dev
   # real clients used by the integration tests
-  curl python3 procps
+  curl python3 procps openssl
+  # HTTP/2 clients of the integration tests (nghttp, h2load)
+  nghttp2-client
   # packaging checks (tests/integration/test_packaging.py)
   python3-yaml docker-compose
   # style check (scripts/check-format.sh)
   clang-format
+  # data-plane benchmark and its ctest smoke (bench/e2e/dataplane.py): peer proxies, the
+  # fixed-response backend (nginx), load generators (wrk; h2load is in nghttp2-client),
+  # taskset (util-linux) and the syscall counter (perf is in linux-perf)
+  nginx haproxy h2o wrk util-linux linux-perf
 )
 
 missing=()
