@@ -202,15 +202,15 @@ std::string AdminServer::endpoints_json(const RuntimeState& state, const Metrics
       if (!first) out += ',';
       first = false;
       const auto& e = ep->endpoint;
+      const EndpointSample* s =
+          aligned && i < samples->pools[p].size() ? samples->pools[p][i].get() : nullptr;
       out += fmt::format(
-          "{{\"name\":{},\"address\":{},\"pool\":{},\"ready\":true,\"labels\":{},"
+          "{{\"name\":{},\"address\":{},\"pool\":{},\"ready\":{},\"labels\":{},"
           "\"in_flight\":{},\"requests_total\":{},\"failures_total\":{},"
           "\"dispatched_since_scrape\":{},\"metrics\":",
           quoted(e.name), quoted(fmt::format("{}:{}", e.host, e.port)), quoted(pool.key),
-          labels_json(e.labels), ep->in_flight.load(), ep->requests_total.load(),
-          ep->failures_total.load(), ep->dispatched_since_scrape.load());
-      const EndpointSample* s =
-          aligned && i < samples->pools[p].size() ? samples->pools[p][i].get() : nullptr;
+          s == nullptr || s->ready(), labels_json(e.labels), ep->in_flight.load(),
+          ep->requests_total.load(), ep->failures_total.load(), ep->dispatched_since_scrape.load());
       if (s == nullptr) {
         out += "null}";
         continue;

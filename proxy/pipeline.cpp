@@ -22,8 +22,6 @@ using ResponseParser = http::response_parser<http::buffer_body>;
 
 constexpr uint32_t kUpstreamHeaderLimit = 64 * 1024;
 constexpr size_t kRelayChunk = 16 * 1024;
-// Consecutive failed scrapes after which an endpoint counts as not ready.
-constexpr uint64_t kUnreadyAfterFailures = 3;
 
 bool is_routed_path(std::string_view p) {
   return p == "/v1/completions" || p == "/v1/chat/completions" || p == "/v1/embeddings" ||
@@ -423,7 +421,7 @@ void build_views(const PoolRuntime& pool, size_t pool_index, uint64_t generation
       }
       // Unreachable (its metrics endpoint failed repeatedly): not ready, like a pod that
       // fails its readiness probe.
-      v.ready = s->ok || s->failures < kUnreadyAfterFailures;
+      v.ready = s->ready();
     }
     out->push_back(v);
   }

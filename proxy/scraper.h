@@ -25,6 +25,11 @@ struct EndpointSample {
   bool ok = false;        // the last scrape succeeded and reported waiting/running/kv
   std::string error;      // why the last scrape failed, when !ok
   uint64_t failures = 0;  // consecutive failed scrapes
+
+  // Consecutive failed scrapes after which an endpoint counts as not ready: like a pod that
+  // fails its readiness probe, its metrics endpoint is unreachable.
+  static constexpr uint64_t kUnreadyAfterFailures = 3;
+  bool ready() const { return ok || failures < kUnreadyAfterFailures; }
 };
 
 // Aligned with the RuntimeState of the same generation: pools[i][j] is the sample of

@@ -272,9 +272,12 @@ void Worker::dispatch_flow(const std::string& pool_key) {
         sum += 1.0;
         continue;
       }
+      // Sent since the scrape and still unanswered (as the scheduler counts them).
+      const auto& ep = *pool->endpoints[i];
+      const int64_t pending = std::min(ep.dispatched_since_scrape.load(std::memory_order_relaxed),
+                                       ep.in_flight.load(std::memory_order_relaxed));
       const double waiting = s->metrics.waiting +
-                             static_cast<double>(pool->endpoints[i]->dispatched_since_scrape.load(
-                                 std::memory_order_relaxed)) +
+                             static_cast<double>(std::max<int64_t>(0, pending)) +
                              admitted / static_cast<double>(n);
       sum += std::max(waiting / sat.queue_depth_threshold,
                       s->metrics.kv_cache_usage / sat.kv_cache_threshold);

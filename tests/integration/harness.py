@@ -256,6 +256,16 @@ class Sim(ManagedProcess):
         if status // 100 != 2:
             raise AssertionError(f"{self.name} POST /sim/reset: {status} {body[:300]!r}")
 
+    def set_metrics(self, **overrides: Any) -> dict:
+        """POST /sim/metrics: waiting=N, running=N, kv_usage=F fix the reported values; None
+        clears one. Returns the overrides now in force."""
+        status, _, body = http_request(self.port, "POST", "/sim/metrics",
+                                       body=json.dumps(overrides).encode(),
+                                       headers={"Content-Type": "application/json"})
+        if status // 100 != 2:
+            raise AssertionError(f"{self.name} POST /sim/metrics: {status} {body[:300]!r}")
+        return json.loads(body)
+
 
 class Gateway(ManagedProcess):
     """infergate with a generated configuration, listeners and admin on port 0."""
@@ -312,6 +322,13 @@ class Gateway(ManagedProcess):
 
     def total_in_flight(self) -> int:
         return sum(e["in_flight"] for e in self.endpoints().values())
+
+    def pool_endpoints(self, pool: str) -> dict[str, dict]:
+        """/debug/endpoints of one pool (key "namespace/name"; a bare name means "default/"),
+        by endpoint name: endpoints() keeps one entry per name when pools share endpoints."""
+        key = pool if "/" in pool else f"default/{pool}"
+        return {e["name"]: e for e in self.admin_json("/debug/endpoints")["endpoints"]
+                if e["pool"] == key}
 
 
 # --------------------------------------------------------------------------------------------
