@@ -392,6 +392,15 @@ awaitable<ReadResult> read_upstream_body(UpstreamBody* body, char* buf, size_t c
   co_return co_await read_body_some(body->conn, body->parser, buf, cap, timeout);
 }
 
+// An upstream that broke or stalled after its response header (no retry is possible then).
+void count_upstream_failure(Worker* worker, std::string_view model, std::string_view target,
+                            const error_code& ec) {
+  worker->context()
+      .metrics.upstream_errors(ec == beast::error::timeout ? "timeout" : "reset")
+      .Increment();
+  worker->metrics().request_error(model, target, "upstream_reset").Increment();
+}
+
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
@@ -738,8 +747,7 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
           gm.client_aborts().Increment();
           co_return;
         }
-        gm.upstream_errors(r.ec == beast::error::timeout ? "timeout" : "reset").Increment();
-        worker->metrics().request_error(info.model, target, "upstream_reset").Increment();
+        count_upstream_failure(worker, info.model, target, r.ec);
         const auto err =
             r.ec == beast::error::timeout
                 ? GatewayError::gateway_timeout("the endpoint stopped sending the response")
@@ -787,8 +795,7 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
           gm.client_aborts().Increment();
           co_return;
         }
-        gm.upstream_errors(r.ec == beast::error::timeout ? "timeout" : "reset").Increment();
-        worker->metrics().request_error(info.model, target, "upstream_reset").Increment();
+        count_upstream_failure(worker, info.model, target, r.ec);
         log::info("request {} upstream {} failed mid-response: {}", request_id,
                   chosen->endpoint.name, r.ec.message());
         downstream->abort();
