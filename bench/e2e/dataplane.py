@@ -159,11 +159,11 @@ def tree_pids(root):
             continue
         ppid = int(st[st.rfind(")") + 2:].split()[1])
         children.setdefault(ppid, []).append(int(d))
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
+    out, pending = [], [root]
+    while pending:
+        p = pending.pop()
         out.append(p)
-        todo.extend(children.get(p, []))
+        pending.extend(children.get(p, []))
     return out
 
 
