@@ -204,6 +204,18 @@ struct Attempt {
   std::shared_ptr<H2UpstreamStream> h2;  // h2c pools: the stream instead of `conn`
 };
 
+// No response header within upstreamResponseTimeout: 504, not retried (the pod has the
+// request; another attempt would run it twice).
+Attempt response_timeout(metrics::GatewayMetrics& gm, const config::Endpoint& where,
+                         const config::LimitsConfig& limits) {
+  gm.upstream_errors("timeout").Increment();
+  return Attempt{AttemptStatus::kFail,
+                 GatewayError::gateway_timeout(
+                     fmt::format("endpoint {} did not respond within {} ms", where.name,
+                                 limits.upstream_response_timeout.count())),
+                 nullptr};
+}
+
 bool is_reset(const error_code& ec) {
   return ec == http::error::end_of_stream || ec == asio::error::eof ||
          ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
@@ -258,14 +270,7 @@ awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep,
           co_await http::async_read_header(conn->stream, conn->buffer, **parser, kNoThrow);
       if (rec) {
         if (co_await cancelled()) co_return Attempt{AttemptStatus::kCancelled, {}, nullptr};
-        if (rec == beast::error::timeout) {
-          gm.upstream_errors("timeout").Increment();
-          co_return Attempt{AttemptStatus::kFail,
-                            GatewayError::gateway_timeout(
-                                fmt::format("endpoint {} did not respond within {} ms", where.name,
-                                            limits->upstream_response_timeout.count())),
-                            nullptr};
-        }
+        if (rec == beast::error::timeout) co_return response_timeout(gm, where, *limits);
         const bool nothing_received =
             is_reset(rec) && conn->buffer.size() == 0 && !(*parser)->got_some();
         if (nothing_received && reused) break;  // stale keep-alive connection: fresh one
@@ -339,14 +344,7 @@ awaitable<Attempt> attempt_h2_endpoint(Worker* worker, EndpointRuntime* ep,
   const error_code ec = co_await stream->wait_headers(limits->upstream_response_timeout);
   if (ec) {
     if (co_await cancelled()) co_return Attempt{AttemptStatus::kCancelled, {}, nullptr};
-    if (ec == beast::error::timeout) {
-      gm.upstream_errors("timeout").Increment();
-      co_return Attempt{AttemptStatus::kFail,
-                        GatewayError::gateway_timeout(
-                            fmt::format("endpoint {} did not respond within {} ms", where.name,
-                                        limits->upstream_response_timeout.count())),
-                        nullptr};
-    }
+    if (ec == beast::error::timeout) co_return response_timeout(gm, where, *limits);
     gm.upstream_errors("reset").Increment();
     co_return Attempt{AttemptStatus::kRetry,
                       GatewayError::bad_gateway(fmt::format(
