@@ -1,7 +1,7 @@
 #pragma once
 // The vocabulary of a scheduling decision: what the caller tells routing/ about each candidate
 // endpoint and about the request, and what comes back. Plain data, no behaviour; shared by the
-// Scheduler (scheduler.h), the compatibility Picker (picker.h), the SaturationDetector and the
+// Scheduler (scheduler.h), the SaturationDetector and the
 // tests and benchmarks.
 
 #include <array>
