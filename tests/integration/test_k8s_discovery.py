@@ -52,6 +52,23 @@ def pod(name: str, ip: str | None, ready: bool, labels: dict | None = None,
     return {"kind": "Pod", "apiVersion": "v1", "metadata": meta, "spec": {}, "status": status}
 
 
+def write_kubeconfig(path: Path, port: int) -> None:
+    """A kubeconfig for the stand-in: plain HTTP on 127.0.0.1, bearer token, namespace ml."""
+    path.write_text(f"""apiVersion: v1
+kind: Config
+current-context: stand-in
+contexts:
+- name: stand-in
+  context: {{cluster: stand-in, user: gateway, namespace: ml}}
+clusters:
+- name: stand-in
+  cluster: {{server: "http://127.0.0.1:{port}"}}
+users:
+- name: gateway
+  user: {{token: {TOKEN}}}
+""")
+
+
 class StandInApiServer:
     """The stand-in (see the module docstring). Thread-safe; the test mutates pods through
     add/modify/delete and steers open watches through drop/bookmark/expire."""
@@ -252,20 +269,7 @@ class K8sDiscoveryTest(unittest.TestCase):
         self.tmp = tempfile.TemporaryDirectory()
         self.api = StandInApiServer()
         self.kubeconfig = Path(self.tmp.name) / "kubeconfig"
-        self.kubeconfig.write_text(f"""
-apiVersion: v1
-kind: Config
-current-context: stand-in
-contexts:
-- name: stand-in
-  context: {{cluster: stand-in, user: gateway, namespace: ml}}
-clusters:
-- name: stand-in
-  cluster: {{server: "http://127.0.0.1:{self.api.port}"}}
-users:
-- name: gateway
-  user: {{token: {TOKEN}}}
-""")
+        write_kubeconfig(self.kubeconfig, self.api.port)
         self.proc: harness.ManagedProcess | None = None
 
     def tearDown(self) -> None:
@@ -440,20 +444,7 @@ class GatewayKubernetesDiscoveryTest(harness.GatewayTestCase):
         second = self.sim("--host", "127.0.0.2", "--port", str(port), "--itl-ms", "20",
                           pod_name="pod-b")
         kubeconfig = os.path.join(self.tmp(), "kubeconfig")
-        with open(kubeconfig, "w") as f:
-            f.write(f"""apiVersion: v1
-kind: Config
-current-context: stand-in
-contexts:
-- name: stand-in
-  context: {{cluster: stand-in, user: gateway, namespace: ml}}
-clusters:
-- name: stand-in
-  cluster: {{server: "http://127.0.0.1:{api.port}"}}
-users:
-- name: gateway
-  user: {{token: {TOKEN}}}
-""")
+        write_kubeconfig(Path(kubeconfig), api.port)
         cfg = harness.proxy_config([], scheduler={"profile": "round-robin"})
         cfg["spec"]["discovery"] = {"kubernetes": {"enabled": True, "kubeconfig": kubeconfig}}
         pool = {"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool",
