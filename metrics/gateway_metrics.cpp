@@ -2,6 +2,8 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <charconv>
+#include <iterator>
 #include <sstream>
 
 namespace infergate::metrics {
@@ -31,15 +33,6 @@ const Histogram::BucketBoundaries& ttft_buckets() {
                                              0.1,   0.25,  0.5,  0.75, 1.0,  2.5,  5.0,
                                              7.5,   10.0,  20.0, 40.0, 80.0};
   return b;
-}
-
-std::string cache_key(std::string_view a, std::string_view b, std::string_view c) {
-  std::string k;
-  k.reserve(a.size() + b.size() + c.size() + 2);
-  k.append(a).push_back('\0');
-  k.append(b).push_back('\0');
-  k.append(c);
-  return k;
 }
 
 }  // namespace
@@ -210,50 +203,53 @@ prometheus::Counter& GatewayMetrics::upstream_errors(std::string_view reason) {
   return *upstream_reset_;
 }
 
+std::string_view MetricsCache::key(std::string_view a, std::string_view b, std::string_view c) {
+  // Reuses one buffer: after warm-up a lookup allocates nothing (maps take string_view keys).
+  scratch_.clear();
+  scratch_.append(a).push_back('\0');
+  scratch_.append(b).push_back('\0');
+  scratch_.append(c);
+  return scratch_;
+}
+
+template <typename M, typename Make>
+auto& MetricsCache::lookup(M& map, std::string_view a, std::string_view b, std::string_view c,
+                           Make&& make) {
+  if (auto it = map.find(key(a, b, c)); it != map.end()) return it->second;
+  if (map.size() >= kMaxEntries) {
+    // Past the bound, new label sets share "other" (resolved once).
+    if (auto it = map.find(key("other", "other", c)); it != map.end()) return it->second;
+    return map.emplace(std::string(scratch_), make("other", "other")).first->second;
+  }
+  return map.emplace(std::string(scratch_), make(a, b)).first->second;
+}
+
 const ModelMetrics& MetricsCache::model(std::string_view model, std::string_view target,
                                         int priority) {
-  std::string key = cache_key(model, target, std::to_string(priority));
-  auto it = models_.find(key);
-  if (it != models_.end()) return it->second;
-  if (models_.size() >= kMaxEntries) {
-    key = cache_key("other", "other", std::to_string(priority));
-    it = models_.find(key);
-    if (it != models_.end()) return it->second;
-    return models_.emplace(key, metrics_.model("other", "other", priority)).first->second;
-  }
-  return models_.emplace(std::move(key), metrics_.model(model, target, priority)).first->second;
+  char digits[16];
+  const auto end = std::to_chars(std::begin(digits), std::end(digits), priority).ptr;
+  return lookup(
+      models_, model, target, std::string_view(digits, end - digits),
+      [&](std::string_view m, std::string_view t) { return metrics_.model(m, t, priority); });
 }
 
 prometheus::Counter& MetricsCache::request_error(std::string_view model, std::string_view target,
                                                  std::string_view error_code) {
-  std::string key = cache_key(model, target, error_code);
-  auto it = errors_.find(key);
-  if (it != errors_.end()) return *it->second;
-  if (errors_.size() >= kMaxEntries) {
-    key = cache_key("other", "other", error_code);
-    it = errors_.find(key);
-    if (it != errors_.end()) return *it->second;
-    return *errors_.emplace(key, metrics_.request_error("other", "other", error_code))
-                .first->second;
-  }
-  return *errors_.emplace(std::move(key), metrics_.request_error(model, target, error_code))
-              .first->second;
+  return *lookup(errors_, model, target, error_code, [&](std::string_view m, std::string_view t) {
+    return metrics_.request_error(m, t, error_code);
+  });
 }
 
 prometheus::Counter& MetricsCache::scheduling_decision(std::string_view pool,
                                                        std::string_view reason) {
-  std::string key = cache_key(pool, reason, "");
-  auto it = decisions_.find(key);
-  if (it != decisions_.end()) return *it->second;
-  return *decisions_.emplace(std::move(key), metrics_.scheduling_decision(pool, reason))
-              .first->second;
+  return *lookup(decisions_, pool, reason, "", [&](std::string_view p, std::string_view r) {
+    return metrics_.scheduling_decision(p, r);
+  });
 }
 
 prometheus::Counter& MetricsCache::shed(std::string_view pool, std::string_view reason) {
-  std::string key = cache_key(pool, reason, "");
-  auto it = shed_.find(key);
-  if (it != shed_.end()) return *it->second;
-  return *shed_.emplace(std::move(key), metrics_.shed(pool, reason)).first->second;
+  return *lookup(shed_, pool, reason, "",
+                 [&](std::string_view p, std::string_view r) { return metrics_.shed(p, r); });
 }
 
 }  // namespace infergate::metrics

@@ -114,11 +114,24 @@ class MetricsCache {
   GatewayMetrics& gateway() { return metrics_; }
 
  private:
+  // Heterogeneous lookup: find() takes a string_view, so a hit allocates nothing.
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  template <typename V>
+  using Map = std::unordered_map<std::string, V, Hash, std::equal_to<>>;
+
+  std::string_view key(std::string_view a, std::string_view b, std::string_view c);
+  template <typename M, typename Make>
+  auto& lookup(M& map, std::string_view a, std::string_view b, std::string_view c, Make&& make);
+
   GatewayMetrics& metrics_;
-  std::unordered_map<std::string, ModelMetrics> models_;
-  std::unordered_map<std::string, prometheus::Counter*> errors_;
-  std::unordered_map<std::string, prometheus::Counter*> decisions_;  // pool and reason: bounded
-  std::unordered_map<std::string, prometheus::Counter*> shed_;
+  std::string scratch_;  // key buffer, reused
+  Map<ModelMetrics> models_;
+  Map<prometheus::Counter*> errors_;
+  Map<prometheus::Counter*> decisions_;  // pool and reason: bounded
+  Map<prometheus::Counter*> shed_;
 };
 
 }  // namespace infergate::metrics
