@@ -1,6 +1,12 @@
 #include "proxy/http1_session.h"
 
+#include <sys/socket.h>
 #include <boost/beast/ssl.hpp>
+
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <memory>
 #include <type_traits>
 
 #include "common/log.h"
@@ -24,41 +30,38 @@ beast::tcp_stream& tcp_of(Stream& s) {
 template <typename Stream>
 class H1Downstream final : public Downstream {
  public:
-  H1Downstream(Stream& stream, std::chrono::milliseconds write_timeout, bool keep_alive,
-               unsigned version)
+  H1Downstream(Stream& stream, std::string& head, std::chrono::milliseconds write_timeout,
+               bool keep_alive, unsigned version)
       : stream_(stream),
+        head_(head),
         write_timeout_(write_timeout),
         keep_alive_(keep_alive),
         version_(version) {}
 
   awaitable<bool> send_response(int status, HeaderList headers, std::string body) override {
-    http::response<http::string_body> res{static_cast<http::status>(status), version_};
-    for (auto& [name, value] : headers) res.insert(name, value);
-    res.body() = std::move(body);
-    res.keep_alive(keep_alive_);
-    res.prepare_payload();
+    // 1xx, 204 and 304 carry no body and no Content-Length (RFC 9110 §8.6).
+    const bool bodiless = status / 100 == 1 || status == 204 || status == 304;
+    if (bodiless) body.clear();
+    write_head(status, headers, bodiless ? std::optional<uint64_t>() : body.size());
     tcp_of(stream_).expires_after(write_timeout_);
-    auto [ec, n] = co_await http::async_write(stream_, res, kNoThrow);
+    const std::array<asio::const_buffer, 2> bufs = {asio::buffer(head_),
+                                                    asio::buffer(body.data(), body.size())};
+    auto [ec, n] = co_await asio::async_write(stream_, bufs, kNoThrow);
     if (ec) broken_ = true;
     co_return !ec;
   }
 
   awaitable<bool> send_head(int status, HeaderList headers,
                             std::optional<uint64_t> content_length) override {
-    http::response<http::empty_body> res{static_cast<http::status>(status), version_};
-    for (auto& [name, value] : headers) res.insert(name, value);
-    if (content_length) {
-      res.content_length(*content_length);
-    } else if (version_ >= 11) {
-      res.chunked(true);
-      chunked_ = true;
-    } else {
-      keep_alive_ = false;  // HTTP/1.0: the body ends when the connection closes
+    if (!content_length) {
+      if (version_ >= 11)
+        chunked_ = true;
+      else
+        keep_alive_ = false;  // HTTP/1.0: the body ends when the connection closes
     }
-    res.keep_alive(keep_alive_);
-    http::response_serializer<http::empty_body> sr{res};
+    write_head(status, headers, content_length);
     tcp_of(stream_).expires_after(write_timeout_);
-    auto [ec, n] = co_await http::async_write_header(stream_, sr, kNoThrow);
+    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(head_), kNoThrow);
     if (ec) broken_ = true;
     co_return !ec;
   }
@@ -92,7 +95,43 @@ class H1Downstream final : public Downstream {
   bool reusable() const { return keep_alive_ && !broken_; }
 
  private:
+  // The status line and header block, serialised into head_ (its capacity is the session's,
+  // reused from request to request). Framing: Content-Length when known, else chunked
+  // (HTTP/1.1; chunked_ is set by the caller) or close-delimited (HTTP/1.0). Connection as
+  // Beast's keep_alive() writes it: "close" to end an HTTP/1.1 connection, "keep-alive" to keep
+  // an HTTP/1.0 one.
+  void write_head(int status, const HeaderList& headers, std::optional<uint64_t> content_length) {
+    std::string& h = head_;
+    h.clear();
+    h.append(version_ >= 11 ? "HTTP/1.1 " : "HTTP/1.0 ");
+    char num[24];
+    auto r = std::to_chars(num, num + sizeof num, status);
+    h.append(num, r.ptr);
+    h.push_back(' ');
+    const auto reason = http::obsolete_reason(static_cast<http::status>(status));
+    h.append(reason.data(), reason.size());
+    h.append("\r\n");
+    for (const auto& [name, value] : headers) {
+      h.append(name);
+      h.append(": ");
+      h.append(value);
+      h.append("\r\n");
+    }
+    if (content_length) {
+      r = std::to_chars(num, num + sizeof num, *content_length);
+      h.append("Content-Length: ");
+      h.append(num, r.ptr);
+      h.append("\r\n");
+    } else if (chunked_) {
+      h.append("Transfer-Encoding: chunked\r\n");
+    }
+    if (version_ >= 11 && !keep_alive_) h.append("Connection: close\r\n");
+    if (version_ < 11 && keep_alive_) h.append("Connection: keep-alive\r\n");
+    h.append("\r\n");
+  }
+
   Stream& stream_;
+  std::string& head_;
   std::chrono::milliseconds write_timeout_;
   bool keep_alive_;
   unsigned version_;
@@ -100,7 +139,7 @@ class H1Downstream final : public Downstream {
   bool broken_ = false;
 };
 
-// Watches the client socket while a request is being proxied. Completes when the client
+// TLS: watches the client while a request is being proxied. Completes when the client
 // closes or resets (the caller then cancels the pipeline). Pipelined bytes that arrive in the
 // meantime are kept in `buffer` for the next request, up to `limit`; past that it stops
 // reading (TCP backpressure) and just waits to be cancelled.
@@ -118,19 +157,52 @@ awaitable<void> watch_client(Stream* stream, beast::flat_buffer* buffer, size_t 
       co_await park.async_wait(kNoThrow);
       co_return;
     }
-    error_code ec;
-    size_t n = 0;
-    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
-      // The socket itself: no tcp_stream timeout on a read that may wait for a long response.
-      std::tie(ec, n) = co_await stream->socket().async_read_some(buffer->prepare(4096), kNoThrow);
-    } else {
-      // TLS reads go through the stream; the writes' timeouts must not apply to this read.
-      tcp_of(*stream).expires_never();
-      std::tie(ec, n) = co_await stream->async_read_some(buffer->prepare(4096), kNoThrow);
-    }
+    // TLS reads go through the stream; the writes' timeouts must not apply to this read.
+    tcp_of(*stream).expires_never();
+    auto [ec, n] = co_await stream->async_read_some(buffer->prepare(4096), kNoThrow);
     if (ec) co_return;  // closed, reset, or cancelled because the exchange finished
     buffer->commit(n);
   }
+}
+
+// The plain-TCP client watcher: while a request is proxied, a client that closes or resets
+// cancels the exchange (through the connection's cancellation signal), and bytes the client
+// pipelines meanwhile are kept in the session's buffer, up to `limit` (then it stops reading:
+// TCP backpressure). It waits for readiness (async_wait: no read syscall while nothing arrives,
+// unlike a speculative async_read_some that fails with EAGAIN on every request) and stays armed
+// between requests: the session's next read queues behind the pending wait and both complete
+// on the same readiness event; an inactive watcher then leaves the bytes to that read.
+// The state is shared with the pending handler, which may run after the session ended.
+// Limitation of readiness waits on edge-triggered epoll: a close that arrived together with the
+// request (before the gateway read it) is not reported until the next event on the socket; the
+// exchange then ends when the response is written or the write fails.
+struct ClientWatch {
+  tcp::socket* socket = nullptr;
+  beast::flat_buffer* buffer = nullptr;
+  asio::cancellation_signal* cancel = nullptr;
+  size_t limit = 0;
+  bool active = false;   // a request is being proxied
+  bool waiting = false;  // an async_wait is pending
+  bool gone = false;     // the client closed or reset during the exchange
+};
+
+void arm_client_watch(const std::shared_ptr<ClientWatch>& w) {
+  if (w->waiting || w->gone || w->buffer->size() >= w->limit) return;
+  w->waiting = true;
+  w->socket->async_wait(tcp::socket::wait_read, [w](const error_code& ec) {
+    w->waiting = false;
+    if (ec || !w->active) return;  // cancelled or closed; or the session's own read takes it
+    auto space = w->buffer->prepare(4096);
+    const ssize_t n = ::recv(w->socket->native_handle(), space.data(), space.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      w->buffer->commit(static_cast<size_t>(n));
+    } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      w->gone = true;
+      w->cancel->emit(asio::cancellation_type::terminal);
+      return;
+    }
+    arm_client_watch(w);
+  });
 }
 
 // Early errors (before a request reaches the pipeline) close the connection afterwards.
@@ -138,7 +210,8 @@ template <typename Stream>
 awaitable<void> reply_and_close(Stream* stream, Worker* worker, const GatewayError& e,
                                 unsigned version, std::chrono::milliseconds timeout) {
   worker->context().metrics.http_requests(e.status).Increment();
-  H1Downstream<Stream> down(*stream, timeout, false, version);
+  std::string head;
+  H1Downstream<Stream> down(*stream, head, timeout, false, version);
   co_await send_error(&down, e, worker->new_request_id());
 }
 
@@ -188,6 +261,14 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
   }
   GatewayContext& ctx = worker->context();
   bool linger = false;  // an early error left client bytes unread
+  std::string head;     // response heads are serialised here, one request after another
+  std::shared_ptr<ClientWatch> watch;
+  if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+    watch = std::make_shared<ClientWatch>();
+    watch->socket = &stream.socket();
+    watch->buffer = &buffer;
+    watch->cancel = &entry.cancel;
+  }
 
   for (;;) {
     const RuntimeStatePtr state = ctx.state.load();
@@ -283,14 +364,29 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
     request.tls = tls;
     request.received_at = Clock::now();
     const bool keep_alive = request.msg.keep_alive() && !ctx.draining.load();
-    H1Downstream<Stream> downstream(stream, limits.idle_timeout, keep_alive, version);
+    H1Downstream<Stream> downstream(stream, head, limits.idle_timeout, keep_alive, version);
 
-    using namespace asio::experimental::awaitable_operators;
-    const auto outcome = co_await (run_pipeline(worker, &request, &downstream) ||
-                                   watch_client(&stream, &buffer, limits.max_request_header_bytes));
-    if (outcome.index() == 1) {
-      log::debug("client {} went away mid-request", client_address);
-      break;
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      watch->limit = limits.max_request_header_bytes;
+      watch->active = true;
+      arm_client_watch(watch);
+      co_await run_pipeline(worker, &request, &downstream);
+      watch->active = false;
+      if (watch->gone) {
+        log::debug("client {} went away mid-request", client_address);
+        break;
+      }
+    } else {
+      // TLS: bytes must go through the TLS stream, so the watcher is a read on it, run
+      // alongside the pipeline.
+      using namespace asio::experimental::awaitable_operators;
+      const auto outcome =
+          co_await (run_pipeline(worker, &request, &downstream) ||
+                    watch_client(&stream, &buffer, limits.max_request_header_bytes));
+      if (outcome.index() == 1) {
+        log::debug("client {} went away mid-request", client_address);
+        break;
+      }
     }
     if (!downstream.reusable() || ctx.draining.load()) break;
   }

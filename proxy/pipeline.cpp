@@ -100,6 +100,27 @@ void prepare_upstream_request(http::request<http::string_body>& msg, const Downs
   msg.prepare_payload();
 }
 
+// The request line and header block of a prepared request (prepare_upstream_request: HTTP/1.1,
+// Content-Length set, hop-by-hop fields gone), as Beast's serializer would write them.
+void serialize_request_head(const http::request<http::string_body>& msg, std::string& out) {
+  out.clear();
+  const auto method = msg.method_string();
+  const auto target = msg.target();
+  out.append(method.data(), method.size());
+  out.push_back(' ');
+  out.append(target.data(), target.size());
+  out.append(" HTTP/1.1\r\n");
+  for (const auto& f : msg) {
+    const auto name = f.name_string();
+    const auto value = f.value();
+    out.append(name.data(), name.size());
+    out.append(": ");
+    out.append(value.data(), value.size());
+    out.append("\r\n");
+  }
+  out.append("\r\n");
+}
+
 HeaderList response_headers(const http::response_parser<http::buffer_body>::value_type& res,
                             const std::string& request_id) {
   HeaderList out;
@@ -251,7 +272,11 @@ awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep,
     }
     ++conn->uses;
     conn->stream.expires_after(limits->upstream_response_timeout);
-    auto [wec, written] = co_await http::async_write(conn->stream, *msg, kNoThrow);
+    // Head and body in one gathered write (Beast's serializer walks a buffer sequence per field).
+    serialize_request_head(*msg, conn->head);
+    const std::array<asio::const_buffer, 2> out = {
+        asio::buffer(conn->head), asio::buffer(msg->body().data(), msg->body().size())};
+    auto [wec, written] = co_await asio::async_write(conn->stream, out, kNoThrow);
     if (wec) {
       if (co_await cancelled()) co_return Attempt{AttemptStatus::kCancelled, {}, nullptr};
       if (reused) continue;  // the server closed the idle connection: try a fresh one

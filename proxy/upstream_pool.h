@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "proxy/asio.h"
@@ -14,9 +15,15 @@
 namespace infergate::proxy {
 
 struct UpstreamConnection {
-  explicit UpstreamConnection(asio::any_io_executor ex) : stream(std::move(ex)) {}
+  // Beast sizes each read by the buffer's free capacity (at least 512 bytes): reserving up front
+  // reads a typical response (head and body) in one call instead of 512-byte pieces.
+  static constexpr size_t kReadBuffer = 16 * 1024;
+  explicit UpstreamConnection(asio::any_io_executor ex) : stream(std::move(ex)) {
+    buffer.reserve(kReadBuffer);
+  }
   beast::tcp_stream stream;
   beast::flat_buffer buffer;  // bytes read from the upstream but not yet parsed
+  std::string head;           // the request head being written (capacity reused)
   uint64_t uses = 0;
 };
 

@@ -42,7 +42,8 @@ Worker::~Worker() {
   // io_: close their sockets and let them unwind now, while everything is alive.
   error_code ignored;
   for (auto& a : acceptors_) a->close(ignored);
-  for (auto& s : sessions_) s.stream->socket().close(ignored);
+  for (auto& s : sessions_)
+    if (s.stream) s.stream->socket().close(ignored);
   for (auto& [id, pool] : upstreams_) pool.h2.clear();  // upstream h2c sessions end too
   io_.restart();
   io_.run_for(std::chrono::seconds(2));
@@ -81,7 +82,7 @@ void Worker::begin_drain() {
     for (auto& s : sessions_) {
       if (s.on_drain)
         s.on_drain();  // HTTP/2: GOAWAY; the open streams finish
-      else if (s.idle)
+      else if (s.idle && s.stream)
         s.stream->cancel();  // wakes its header read; the session sees draining
     }
   });
@@ -101,25 +102,34 @@ awaitable<void> Worker::accept_loop(Worker* self, tcp::acceptor* acceptor,
     }
     error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    asio::co_spawn(self->io_, serve_connection(self, std::move(socket), tls),
-                   log_coroutine_exception);
+    // The entry's signal is the connection coroutine's cancellation slot. The entry goes once
+    // the coroutine has fully unwound: the completion handler runs inside its last step, so the
+    // removal is posted.
+    const SessionHandle h = self->register_session();
+    asio::co_spawn(self->io_, serve_connection(self, std::move(socket), tls, &*h),
+                   asio::bind_cancellation_slot(h->cancel.slot(), [self, h](std::exception_ptr e) {
+                     log_coroutine_exception(e);
+                     asio::post(self->io_, [self, h] { self->unregister_session(h); });
+                   }));
   }
 }
 
 namespace {
 
-// Registers a connection for the drain and the connection gauges, for its whole life.
+// Points the connection's entry at its stream while the stream exists (for the drain).
 class SessionRegistration {
  public:
-  SessionRegistration(Worker* w, beast::tcp_stream* s) : w_(w), h_(w->register_session(s)) {}
+  SessionRegistration(Worker::SessionEntry* e, beast::tcp_stream* s) : e_(e) { e_->stream = s; }
   SessionRegistration(const SessionRegistration&) = delete;
   SessionRegistration& operator=(const SessionRegistration&) = delete;
-  ~SessionRegistration() { w_->unregister_session(h_); }
-  Worker::SessionEntry& entry() { return *h_; }
+  ~SessionRegistration() {
+    e_->stream = nullptr;
+    e_->on_drain = nullptr;
+  }
+  Worker::SessionEntry& entry() { return *e_; }
 
  private:
-  Worker* w_;
-  Worker::SessionHandle h_;
+  Worker::SessionEntry* e_;
 };
 
 constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -127,7 +137,8 @@ constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 }  // namespace
 
 awaitable<void> Worker::serve_connection(Worker* self, tcp::socket socket,
-                                         std::shared_ptr<TlsContextHolder> tls) {
+                                         std::shared_ptr<TlsContextHolder> tls,
+                                         SessionEntry* entry) {
   co_await asio::this_coro::throw_if_cancelled(false);
   error_code ec;
   const auto peer = socket.remote_endpoint(ec);
@@ -138,7 +149,7 @@ awaitable<void> Worker::serve_connection(Worker* self, tcp::socket socket,
     // Hold the context for the connection's life: a SIGHUP may replace the listener's.
     const TlsContextPtr ctx = tls->get();
     beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *ctx);
-    SessionRegistration registration(self, &beast::get_lowest_layer(stream));
+    SessionRegistration registration(entry, &beast::get_lowest_layer(stream));
     beast::get_lowest_layer(stream).expires_after(limits.header_timeout);
     auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kNoThrow);
     if (hec) {
@@ -158,7 +169,7 @@ awaitable<void> Worker::serve_connection(Worker* self, tcp::socket socket,
   // Plain: HTTP/2 with prior knowledge starts with the connection preface; anything else is
   // HTTP/1.1. Read until the bytes leave the preface or the whole preface is there.
   beast::tcp_stream stream(std::move(socket));
-  SessionRegistration registration(self, &stream);
+  SessionRegistration registration(entry, &stream);
   std::string initial;
   bool h2 = false;
   std::array<char, 4096> buf;
@@ -313,11 +324,12 @@ std::string Worker::new_request_id() {
                      ((b >> 48) & 0x3fff) | 0x8000, b & 0xffffffffffffull);
 }
 
-Worker::SessionHandle Worker::register_session(beast::tcp_stream* stream) {
+Worker::SessionHandle Worker::register_session() {
   active_connections_.fetch_add(1);
   context_.metrics.connections_accepted().Increment();
   context_.metrics.connections_active().Increment();
-  return sessions_.insert(sessions_.end(), SessionEntry{stream, true});
+  sessions_.emplace_back();
+  return std::prev(sessions_.end());
 }
 
 void Worker::unregister_session(SessionHandle h) {

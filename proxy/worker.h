@@ -69,15 +69,19 @@ class Worker {
                                            const config::FlowControlConfig& cfg, int priority,
                                            uint64_t bytes);
 
-  // Live downstream connections, so a drain can wake the idle ones.
+  // Live downstream connections, so a drain can wake the idle ones. An entry outlives its
+  // connection's coroutine (it is removed by a handler posted when the coroutine completes).
   struct SessionEntry {
-    beast::tcp_stream* stream = nullptr;
-    bool idle = true;  // waiting for the next request
+    beast::tcp_stream* stream = nullptr;  // null before the stream exists and after it is gone
+    bool idle = true;                     // waiting for the next request
     // Set by sessions that drain themselves (HTTP/2: GOAWAY, open streams finish).
     std::function<void()> on_drain;
+    // Bound to the connection's coroutine: emitting it cancels the operation the connection is
+    // waiting on (the HTTP/1.1 client watcher uses it when the client goes away mid-request).
+    asio::cancellation_signal cancel;
   };
   using SessionHandle = std::list<SessionEntry>::iterator;
-  SessionHandle register_session(beast::tcp_stream* stream);
+  SessionHandle register_session();
   void unregister_session(SessionHandle h);
 
  private:
@@ -85,7 +89,8 @@ class Worker {
                                      std::shared_ptr<TlsContextHolder> tls);
   // Detects the protocol (TLS: ALPN; plain: the HTTP/2 connection preface) and serves it.
   static awaitable<void> serve_connection(Worker* self, tcp::socket socket,
-                                          std::shared_ptr<TlsContextHolder> tls);
+                                          std::shared_ptr<TlsContextHolder> tls,
+                                          SessionEntry* entry);
   static awaitable<void> flow_dispatch_loop(Worker* self);
   // Wakes the waiters a pool can take now; expires the old ones.
   void dispatch_flow(const std::string& pool_key);
@@ -98,7 +103,9 @@ class Worker {
 
   GatewayContext& context_;
   unsigned index_;
-  asio::io_context io_{1};
+  // Only this worker's thread performs I/O on its sockets and timers, so the reactor's per-
+  // descriptor locking is off; posts from other threads (drain, stop) still lock the scheduler.
+  asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::thread thread_;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
   std::vector<std::shared_ptr<TlsContextHolder>> acceptor_tls_;
