@@ -25,6 +25,10 @@ One script, standard library only. It
      - idle keep-alive connections: RSS per open client connection (8,000 of them);
      - streaming: infergate-sim --itl-ms as backend, per-event arrival times direct vs through
        infergate, nginx, and haproxy with and without `option http-no-delay`;
+     - many streams (--only streams): 1,000 concurrent SSE streams from the compiled client
+       bench/e2e/sse_load (--sse-load), infergate-sim in fixed-step mode; every event's delay
+       against the sim's step grid, direct vs through infergate, nginx (proxy_buffering off)
+       and haproxy (http-no-delay), with the proxy's CPU and RSS;
      - (opt-in, --only profile) a perf profile of infergate under the HTTP/1.1 load.
   5. prints Markdown tables (and writes them to --out if given).
 
@@ -32,11 +36,13 @@ Usage:
   bench/e2e/dataplane.py                    # full run (~12 minutes)
   bench/e2e/dataplane.py --quick            # smoke: one short run of each point (seconds)
   bench/e2e/dataplane.py --only profile     # where infergate's CPU goes (perf report)
+  bench/e2e/dataplane.py --only streams     # 1,000 concurrent SSE streams (~1 minute)
 Exit codes: 0 ok, 1 failure, 77 skipped (tools missing in --quick / --no-install mode).
 """
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -538,6 +544,184 @@ def sse_times(port, body, timeout=30.0):
 
 
 
+# ---------------------------------------------------------------- many concurrent streams
+
+def nginx_streams_conf(d, port, backend, keepalive):
+    """nginx in front of one streaming backend: SSE settings (proxy_buffering off), an upstream
+    keep-alive pool large enough for every stream."""
+    return nginx_main(d, "nginx-streams") + f"""
+http {{
+    access_log off;
+    keepalive_timeout 300s;
+    client_body_temp_path {d}/nginx-streams/body;
+    proxy_temp_path {d}/nginx-streams/proxy;
+    upstream backends {{
+        server 127.0.0.1:{backend};
+        keepalive {keepalive};
+        keepalive_requests 100000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://backends;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+def run_sse_load(a, port, cpus, work, watch_pids):
+    """Runs sse_load against port (a.streams streams of a.stream_tokens tokens); samples the RSS
+    of watch_pids meanwhile. Returns (the client's JSON, peak RSS KiB of watch_pids)."""
+    timeout = int(30 + 3 * a.stream_tokens * a.stream_step_ms / 1000)
+    cmd = ["taskset", "-c", cpus, a.sse_load, "--port", str(port), "--streams", str(a.streams),
+           "--max-tokens", str(a.stream_tokens), "--model", MODEL, "--timeout-s", str(timeout)]
+    out_path, err_path = f"{work}/sse_load.json", f"{work}/sse_load.err"
+    peak = 0
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        p = subprocess.Popen(cmd, stdout=out, stderr=err)
+        end = time.time() + timeout + 30
+        while p.poll() is None:
+            if time.time() > end:
+                p.kill()
+                p.wait()
+                raise RuntimeError("sse_load did not exit")
+            if watch_pids:
+                peak = max(peak, rss_kib(watch_pids))
+            time.sleep(0.05)
+    with open(out_path) as f:
+        text = f.read()
+    if p.returncode not in (0, 1) or not text.strip():
+        with open(err_path) as f:
+            raise RuntimeError(f"sse_load exited {p.returncode}: {f.read()[:300]}")
+    return json.loads(text), peak
+
+
+def grid_delays(d, step_ms, k):
+    """Per-event delays of one sse_load run against infergate-sim in fixed-step mode
+    (--ttft-ms = --itl-ms = step_ms).
+
+    The sim starts its first step when the first request arrives and then steps on an absolute
+    grid (T0 + n * step); every running stream gets one token at the end of every step. Token j
+    of a stream admitted in step n0 is thus written at T0 + (n0 + j) * step, whatever the step
+    in which the stream was admitted (at 1,000 streams admission spreads over several steps, so
+    comparing raw arrival times per event index, as the single-stream point does, would compare
+    admission luck). Taking the client's first send as T0, an event's delay is its arrival
+    (relative to the first send) minus its slot on that grid, with n0 the stream's earliest slot
+    (a stream's least delayed event is much less than a step late). The delay includes the first
+    request's one-way path to the sim (the grid's anchor), as arrival-minus-send does."""
+    step_us = step_ms * 1000.0
+    delays, by_index, first_steps, incomplete = [], [[] for _ in range(k)], [], 0
+    for ev, off in zip(d["events_us"], d["send_offset_us"]):
+        # role chunk, k tokens, [DONE]
+        if off is None or len(ev) != k + 2:
+            incomplete += 1
+            continue
+        r = [ev[j] + off - (j - 1) * step_us for j in range(1, k + 1)]
+        n0 = math.floor(min(r) / step_us)
+        first_steps.append(n0)
+        for j, x in enumerate(r):
+            v = (x - n0 * step_us) / 1000.0
+            delays.append(v)
+            by_index[j].append(v)
+    return delays, by_index, first_steps, incomplete
+
+
+def pct(xs_sorted, q):
+    if not xs_sorted:
+        return float("nan")
+    return xs_sorted[min(len(xs_sorted) - 1, int(len(xs_sorted) * q))]
+
+
+def streams_phase(a, work, procs, gen_cpu, proxy_cpu, proxy_core, write, nginx):
+    """N concurrent SSE streams (sse_load on the generator core) directly to infergate-sim and
+    through infergate, nginx (proxy_buffering off) and haproxy (option http-no-delay), sim and
+    proxies on the proxy core; rounds interleaved, one unmeasured warm-up round per target
+    first (it fills the proxies' upstream keep-alive pools)."""
+    n, k, step = a.streams, a.stream_tokens, a.stream_step_ms
+    sim_port, ig_port, ig_admin, ng_port, hp_port = free_ports(5)
+    blocks = max(27800, n * ((64 + k) // 16 + 2))
+    sim = procs.start("sim-streams", [
+        a.sim, "--port", str(sim_port), "--ttft-ms", str(step), "--itl-ms", str(step),
+        "--max-num-seqs", str(max(1024, n)), "--max-num-batched-tokens", str(max(8192, 64 * n)),
+        "--num-gpu-blocks-override", str(blocks), "--keep-alive-timeout-s", "0",
+        "--log-level", "warn"], proxy_cpu, f"{work}/sim-streams.log")
+    wait_port(sim_port, proc=sim)
+    ig = procs.start("infergate-streams", [a.infergate, "--config", write(
+        "infergate-streams.yaml", infergate_conf(ig_port, ig_admin, [sim_port], max_idle=n + 64))],
+        proxy_cpu, f"{work}/infergate-streams.log")
+    ng = procs.start("nginx-streams", [nginx, "-p", f"{work}/", "-c", write(
+        "nginx-streams.conf", nginx_streams_conf(work, ng_port, sim_port, n + 64)),
+        "-g", "daemon off;"], proxy_cpu, f"{work}/nginx-streams.log")
+    hp = procs.start("haproxy-streams", [tool("haproxy"), "-db", "-f", write(
+        "haproxy-streams.cfg", haproxy_conf([("nd", hp_port, [sim_port],
+                                              ["option http-no-delay"])]))],
+        proxy_cpu, f"{work}/haproxy-streams.log")
+    for port, p in [(ig_port, ig), (ng_port, ng), (hp_port, hp)]:
+        wait_port(port, proc=p)
+    targets = [("direct", sim_port, None), ("infergate", ig_port, ig), ("nginx", ng_port, ng),
+               ("haproxy + http-no-delay", hp_port, hp)]
+    sim_pids = tree_pids(sim.pid)
+    for t, port, p in targets:  # warm-up
+        run_sse_load(a, port, gen_cpu, work, [])
+    per = {t: [] for t, _, _ in targets}
+    for i in range(a.runs):
+        for t, port, p in targets:
+            pids = tree_pids(p.pid) if p else []
+            rss0 = rss_kib(pids)
+            t0, i0, _ = core_times(proxy_core)
+            c0, s0 = cpu_ns(pids), cpu_ns(sim_pids)
+            d, peak = run_sse_load(a, port, gen_cpu, work, pids)
+            c1, s1 = cpu_ns(pids), cpu_ns(sim_pids)
+            t1, i1, _ = core_times(proxy_core)
+            delays, by_index, first_steps, incomplete = grid_delays(d, step, k)
+            wall_s = d["wall_ms"] / 1000.0
+            events = sum(len(e) for e in d["events_us"])
+            r = {"d": d, "delays": sorted(delays), "by_index": by_index,
+                 "first_steps": first_steps, "failed": max(n - d["completed"], incomplete),
+                 "first_error": d["first_error"] or (f"{incomplete} streams with the wrong event "
+                                                     "count" if incomplete else ""),
+                 "proxy_cpu": (c1 - c0) / 1e9 / wall_s, "sim_cpu": (s1 - s0) / 1e9 / wall_s,
+                 "cpu_us_event": (c1 - c0) / 1e3 / events if events and pids else float("nan"),
+                 "client_cpu": d["client_cpu_ms"] / d["wall_ms"],
+                 "idle": (i1 - i0) / max(1, t1 - t0), "rss0": rss0, "rss_peak": max(peak, rss0)}
+            per[t].append(r)
+            ds = r["delays"]
+            log(f"streams run {i + 1}/{a.runs} {t}: {d['completed']}/{n} completed, delay p50 "
+                f"{pct(ds, 0.5):.2f} p99 {pct(ds, 0.99):.2f} max {pct(ds, 1.0):.2f} ms, admitted "
+                f"in steps 0..{max(first_steps, default=-1)}, proxy cpu "
+                f"{100 * r['proxy_cpu']:.0f}% sim cpu {100 * r['sim_cpu']:.0f}% client cpu "
+                f"{100 * r['client_cpu']:.0f}% proxy core idle {100 * r['idle']:.0f}% rss "
+                f"{rss0 / 1024:.1f}->{r['rss_peak'] / 1024:.1f} MiB"
+                + (f" FAILED {r['failed']}: {r['first_error']}" if r["failed"] else ""))
+    out = {"n": n, "k": k, "step_ms": step, "targets": {}}
+    for t, _, p in targets:
+        rs = per[t]
+        ds = sorted(x for r in rs for x in r["delays"])
+        idx_med = [median([x for r in rs for x in r["by_index"][j]]) for j in range(k)]
+        out["targets"][t] = {
+            "p50": pct(ds, 0.5), "p99": pct(ds, 0.99), "p999": pct(ds, 0.999),
+            "max": pct(ds, 1.0), "idx_med_max": max(idx_med) if idx_med else float("nan"),
+            "run_p99": [pct(r["delays"], 0.99) for r in rs],
+            "events": len(ds), "attempted": n * len(rs),
+            "failed_streams": sum(r["failed"] for r in rs),
+            "first_error": next((r["first_error"] for r in rs if r["first_error"]), ""),
+            "admit_steps": max((max(r["first_steps"], default=0) for r in rs), default=0),
+            "proxy_cpu": median([r["proxy_cpu"] for r in rs]) if p else float("nan"),
+            "cpu_us_event": median([r["cpu_us_event"] for r in rs]),
+            "sim_cpu": median([r["sim_cpu"] for r in rs]),
+            "client_cpu": max(r["client_cpu"] for r in rs),
+            "idle": median([r["idle"] for r in rs]),
+            "rss0": min(r["rss0"] for r in rs) if p else 0,
+            "rss_peak": max(r["rss_peak"] for r in rs) if p else 0}
+    for p in (hp, ng, ig, sim):
+        procs.stop(p)
+    return out
+
+
 def rss_kib(pids):
     total = 0
     for p in pids:
@@ -607,12 +791,23 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--duration", type=int, default=10, help="seconds per throughput run")
     ap.add_argument("--out", help="also write the Markdown tables to this file")
-    ap.add_argument("--only", default="h1,h2c,syscalls,pingpong,rate,idle,stream",
-                    help="comma-separated phases: h1,h2c,syscalls,pingpong,rate,idle,stream[,profile]")
+    ap.add_argument("--only", default="h1,h2c,syscalls,pingpong,rate,idle,stream,streams",
+                    help="comma-separated phases: "
+                         "h1,h2c,syscalls,pingpong,rate,idle,stream,streams[,profile]")
+    ap.add_argument("--sse-load", help="the sse_load client (streams phase); default: "
+                    "<infergate's build dir>/bench/sse_load")
+    ap.add_argument("--streams", type=int, default=1000, help="streams phase: concurrent streams")
+    ap.add_argument("--stream-tokens", type=int, default=50, help="streams phase: tokens a stream")
+    ap.add_argument("--stream-step-ms", type=float, default=50.0,
+                    help="streams phase: the sim's step (--ttft-ms = --itl-ms)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     a = ap.parse_args()
     if a.quick:
         a.runs, a.duration = 1, 1
+        a.streams, a.stream_tokens, a.stream_step_ms = 50, 5, 20.0
+    if a.sse_load is None:
+        a.sse_load = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(a.infergate))),
+                                  "bench", "sse_load")
 
     miss = missing_tools()
     if miss:
@@ -622,10 +817,11 @@ def main():
                   f"scripts/install-deps.sh installs them)")
             return SKIP
         install(miss)
-    for b in (a.infergate, a.sim):
+    needed = [a.infergate, a.sim] + ([a.sse_load] if "streams" in a.only.split(",") else [])
+    for b in needed:
         if not os.access(b, os.X_OK):
             print(f"{'SKIP' if a.quick else 'ERROR'}: {b} not built "
-                  "(cmake --build --preset release --target infergate infergate-sim)")
+                  "(cmake --build --preset release --target infergate infergate-sim sse_load)")
             return SKIP if a.quick else 1
 
     ncpu = os.cpu_count() or 1
@@ -922,6 +1118,17 @@ def run(a, work, procs, gen_cpu, proxy_cpu, proxy_core, phases, results):
         results["stream"] = st
         results["stream_itl"] = itl
 
+    if "streams" in phases:
+        # Many concurrent SSE streams: everything else stops, a sim in fixed-step mode streams to
+        # the compiled client (sse_load) directly and through each proxy.
+        procs.stop_all()
+        r = streams_phase(a, work, procs, gen_cpu, proxy_cpu, proxy_core, write, nginx)
+        results["streams"] = r
+        for t, st in r["targets"].items():
+            if st["failed_streams"]:
+                failures.append(f"streams {t}: {st['failed_streams']} of {st['attempted']} streams "
+                                f"failed ({st['first_error']})")
+
     text = report(a, results, gen_cpu, proxy_cpu)
     print(text)
     if a.out:
@@ -1031,6 +1238,38 @@ def report(a, results, gen_cpu, proxy_cpu):
         for t, r in st.items():
             L.append(f"| {t} | {r['p50']:.2f} | {r['max']:.2f} | {r['raw_p99']:.2f} | "
                      f"{r['gap_p50']:.2f} | {r['gap_max']:.2f} |")
+    if "streams" in results:
+        r = results["streams"]
+        L.append(f"\n### {r['n']:,} concurrent SSE streams (sse_load, {r['k']} tokens each, "
+                 f"infergate-sim step {r['step_ms']:g} ms): per-event delay\n")
+        L.append("| path | streams failed | delay p50 ms | p99 ms | p99.9 ms | max ms "
+                 "| added p50 ms | added p99 ms | worst event index, median (ms) "
+                 "| proxy CPU (% of a core) | proxy CPU µs/event | proxy RSS MiB (idle → peak) |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        dref = r["targets"]["direct"]
+        for t, x in r["targets"].items():
+            direct = t == "direct"
+            L.append(f"| {t} | {x['failed_streams']}/{x['attempted']} | {x['p50']:.2f} | "
+                     f"{x['p99']:.2f} | {x['p999']:.2f} | {x['max']:.2f} | "
+                     f"{'-' if direct else fmt(x['p50'] - dref['p50'], 2)} | "
+                     f"{'-' if direct else fmt(x['p99'] - dref['p99'], 2)} | "
+                     f"{x['idx_med_max']:.2f} | "
+                     f"{'-' if direct else fmt(100 * x['proxy_cpu'], 0)} | "
+                     f"{'-' if direct else fmt(x['cpu_us_event'], 1)} | "
+                     + ("- |" if direct else
+                        f"{x['rss0'] / 1024:.1f} → {x['rss_peak'] / 1024:.1f} |"))
+        L.append("\nPer run p99 (ms): " + "; ".join(
+            f"{t}: " + ", ".join(f"{v:.2f}" for v in x["run_p99"])
+            for t, x in r["targets"].items()))
+        L.append("Medians over runs: sim CPU " + ", ".join(
+            f"{t} {100 * x['sim_cpu']:.0f}%" for t, x in r["targets"].items())
+                 + "; proxy core idle " + ", ".join(
+            f"{t} {100 * x['idle']:.0f}%" for t, x in r["targets"].items())
+                 + "; sse_load CPU (max) " + ", ".join(
+            f"{t} {100 * x['client_cpu']:.0f}%" for t, x in r["targets"].items())
+                 + "; streams admitted within the first "
+                 + ", ".join(f"{t} {x['admit_steps'] + 1}" for t, x in r["targets"].items())
+                 + " steps.")
     return "\n".join(L) + "\n"
 
 
