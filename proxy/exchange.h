@@ -4,6 +4,7 @@
 // pipeline a Downstream to answer through. One pipeline body serves every protocol.
 
 #include <chrono>
+#include <memory_resource>
 #include <optional>
 #include <string>
 #include <utility>
@@ -15,8 +16,19 @@ namespace infergate::proxy {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
+// Header fields of requests and upstream responses. Their allocator is polymorphic so that an
+// HTTP/1.1 session can give each exchange an arena (one block instead of an allocation per
+// field); default-constructed, it uses the global heap.
+using FieldsAllocator = std::pmr::polymorphic_allocator<char>;
+using Fields = http::basic_fields<FieldsAllocator>;
+using Request = http::request<http::string_body, Fields>;
+using RequestParser = http::request_parser<http::string_body, FieldsAllocator>;
+
 struct DownstreamRequest {
-  http::request<http::string_body> msg;               // headers and the whole (bounded) body
+  Request msg;  // headers and the whole (bounded) body
+  // Where the exchange's other short-lived fields (the upstream response's) are allocated:
+  // the same arena as msg's, or the heap.
+  FieldsAllocator fields_allocator;
   std::string client_address;                         // peer IP, for x-forwarded-for
   bool tls = false;                                   // for x-forwarded-proto
   std::chrono::steady_clock::time_point received_at;  // when the headers were complete

@@ -205,8 +205,8 @@ awaitable<void> H2UpstreamSession::write_loop() {
   }
 }
 
-std::shared_ptr<H2UpstreamStream> H2UpstreamSession::submit(
-    const http::request<http::string_body>& msg, const std::string& authority) {
+std::shared_ptr<H2UpstreamStream> H2UpstreamSession::submit(const Request& msg,
+                                                            const std::string& authority) {
   if (dead_ || goaway_) return nullptr;
   auto s = std::make_shared<H2UpstreamStream>(stream_.get_executor());
   s->out = msg.body();

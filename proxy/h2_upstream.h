@@ -71,8 +71,7 @@ class H2UpstreamSession : public std::enable_shared_from_this<H2UpstreamSession>
   awaitable<error_code> connect(const std::vector<tcp::endpoint>& addresses,
                                 std::chrono::milliseconds timeout);
   // Opens a stream for `msg` (its body is copied). Null if the session cannot take it.
-  std::shared_ptr<H2UpstreamStream> submit(const http::request<http::string_body>& msg,
-                                           const std::string& authority);
+  std::shared_ptr<H2UpstreamStream> submit(const Request& msg, const std::string& authority);
   // Has a free stream slot (below the pod's SETTINGS_MAX_CONCURRENT_STREAMS and `cap`).
   bool usable(uint32_t cap) const;
   bool alive() const { return !dead_; }

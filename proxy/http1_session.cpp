@@ -7,11 +7,13 @@
 #include <cerrno>
 #include <charconv>
 #include <memory>
+#include <memory_resource>
 #include <type_traits>
 
 #include "common/log.h"
 #include "proxy/errors.h"
 #include "proxy/exchange.h"
+#include "proxy/openai_body.h"
 #include "proxy/pipeline.h"
 #include "proxy/worker.h"
 
@@ -168,14 +170,12 @@ awaitable<void> watch_client(Stream* stream, beast::flat_buffer* buffer, size_t 
 // The plain-TCP client watcher: while a request is proxied, a client that closes or resets
 // cancels the exchange (through the connection's cancellation signal), and bytes the client
 // pipelines meanwhile are kept in the session's buffer, up to `limit` (then it stops reading:
-// TCP backpressure). It waits for readiness (async_wait: no read syscall while nothing arrives,
-// unlike a speculative async_read_some that fails with EAGAIN on every request) and stays armed
-// between requests: the session's next read queues behind the pending wait and both complete
-// on the same readiness event; an inactive watcher then leaves the bytes to that read.
-// The state is shared with the pending handler, which may run after the session ended.
-// Limitation of readiness waits on edge-triggered epoll: a close that arrived together with the
-// request (before the gateway read it) is not reported until the next event on the socket; the
-// exchange then ends when the response is written or the write fails.
+// TCP backpressure). It waits for readiness instead of trying a read that fails with EAGAIN on
+// nearly every request; arming a wait re-arms the descriptor in epoll (EPOLL_CTL_MOD), which
+// also reports data or a close that arrived before the wait. It stays armed between requests:
+// the session's next read queues behind the pending wait and both complete on the same event;
+// an inactive watcher leaves the bytes to that read. The state is shared with the pending
+// handler, which may run after the session ended.
 struct ClientWatch {
   tcp::socket* socket = nullptr;
   beast::flat_buffer* buffer = nullptr;
@@ -221,8 +221,8 @@ awaitable<void> reply_and_close(Stream* stream, Worker* worker, const GatewayErr
 // read's error becomes beast::error::timeout.
 template <typename Stream>
 awaitable<error_code> read_request_part(Stream* stream, beast::flat_buffer* buffer,
-                                        http::request_parser<http::string_body>* parser,
-                                        bool header_only, std::chrono::milliseconds timeout) {
+                                        RequestParser* parser, bool header_only,
+                                        std::chrono::milliseconds timeout) {
   tcp_of(*stream).expires_never();
   asio::steady_timer deadline(tcp_of(*stream).get_executor());
   deadline.expires_after(timeout);
@@ -246,6 +246,27 @@ awaitable<error_code> read_request_part(Stream* stream, beast::flat_buffer* buff
   deadline.cancel();
   if (ec && *fired) ec = beast::error::timeout;
   co_return ec;
+}
+
+// Feeds the parser what the buffer already holds, without I/O: the header only, or through the
+// end of the body. True when that part is complete; false when more input is needed or on a
+// parse error (`ec`). Usually the whole request arrived with its first read, so no read
+// operation (nor its deadline timer) is started at all.
+bool parse_buffered(RequestParser& parser, beast::flat_buffer& buffer, bool header_only,
+                    error_code& ec) {
+  parser.eager(!header_only);
+  const auto complete = [&] { return header_only ? parser.is_header_done() : parser.is_done(); };
+  while (!complete() && buffer.size() > 0) {
+    const size_t n = parser.put(buffer.data(), ec);
+    buffer.consume(n);
+    if (ec == http::error::need_more) {
+      ec = {};
+      return false;
+    }
+    if (ec) return false;
+    if (n == 0) break;
+  }
+  return complete();
 }
 
 }  // namespace
@@ -286,11 +307,17 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
     }
     entry.idle = false;
 
-    http::request_parser<http::string_body> parser;
+    // The exchange's header fields (request and upstream response) live in an arena whose
+    // first block comes from the worker's pool; it outlives the parser and the request.
+    std::pmr::monotonic_buffer_resource arena(BlockPool::kArenaInitialSize,
+                                              &worker->header_blocks());
+    RequestParser parser(std::piecewise_construct, std::make_tuple(),
+                         std::make_tuple(FieldsAllocator(&arena)));
     parser.header_limit(limits.max_request_header_bytes);
     parser.body_limit(limits.max_request_body_bytes);
-    const error_code hec =
-        co_await read_request_part(&stream, &buffer, &parser, true, limits.header_timeout);
+    error_code hec;
+    if (!parse_buffered(parser, buffer, true, hec) && !hec)
+      hec = co_await read_request_part(&stream, &buffer, &parser, true, limits.header_timeout);
     if (hec) {
       if (hec == http::error::body_limit) {
         // The announced Content-Length is over the limit (Beast checks it with the headers).
@@ -333,8 +360,12 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
       if (cec) break;
     }
     if (!parser.is_done()) {
-      const error_code bec =
-          co_await read_request_part(&stream, &buffer, &parser, false, limits.body_timeout);
+      // Room for simdjson's padding up front, so parsing the body does not copy it.
+      if (const auto cl = parser.content_length())
+        parser.get().body().reserve(static_cast<size_t>(*cl) + kJsonPadding);
+      error_code bec;
+      if (!parse_buffered(parser, buffer, false, bec) && !bec)
+        bec = co_await read_request_part(&stream, &buffer, &parser, false, limits.body_timeout);
       if (bec) {
         if (bec == http::error::body_limit) {
           linger = true;
@@ -358,11 +389,12 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
     }
     tcp_of(stream).expires_never();
 
-    DownstreamRequest request;
-    request.msg = parser.release();
-    request.client_address = client_address;
-    request.tls = tls;
-    request.received_at = Clock::now();
+    // Move-constructed: assigning would copy every field to the heap (the allocators differ).
+    DownstreamRequest request{.msg = parser.release(),
+                              .fields_allocator = FieldsAllocator(&arena),
+                              .client_address = client_address,
+                              .tls = tls,
+                              .received_at = Clock::now()};
     const bool keep_alive = request.msg.keep_alive() && !ctx.draining.load();
     H1Downstream<Stream> downstream(stream, head, limits.idle_timeout, keep_alive, version);
 

@@ -2,10 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <boost/container/small_vector.hpp>
+
 #include <algorithm>
 #include <array>
 #include <charconv>
 #include <limits>
+#include <memory>
 #include <optional>
 
 #include "common/log.h"
@@ -18,9 +21,11 @@ namespace infergate::proxy {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using ResponseParser = http::response_parser<http::buffer_body>;
+using ResponseParser = http::response_parser<http::buffer_body, FieldsAllocator>;
 
 constexpr uint32_t kUpstreamHeaderLimit = 64 * 1024;
+// A pool's candidates, without a heap allocation for pools of up to 16 endpoints.
+using EndpointViews = boost::container::small_vector<routing::EndpointView, 16>;
 constexpr size_t kRelayChunk = 16 * 1024;
 
 bool is_routed_path(std::string_view p) {
@@ -60,8 +65,9 @@ bool is_hop_by_hop(std::string_view name) {
   return false;
 }
 
-// Names listed in a Connection header are hop-by-hop too.
-void collect_connection_tokens(std::string_view value, std::vector<std::string>& out) {
+// Names listed in a Connection header are hop-by-hop too. (Views into `value`.)
+template <typename Out>
+void collect_connection_tokens(std::string_view value, Out& out) {
   size_t pos = 0;
   while (pos <= value.size()) {
     size_t comma = value.find(',', pos);
@@ -75,15 +81,22 @@ void collect_connection_tokens(std::string_view value, std::vector<std::string>&
   }
 }
 
-void prepare_upstream_request(http::request<http::string_body>& msg, const DownstreamRequest& req,
+// Request fields that stay with this hop: hop-by-hop, Expect (answered here), the
+// gateway-destination header (the endpoint is ours to pick), and the fields the gateway sets.
+bool dropped_request_field(std::string_view name) {
+  return is_hop_by_hop(name) || beast::iequals(name, "expect") ||
+         starts_with_icase(name, "x-gateway-destination-endpoint");
+}
+
+// What the pod receives (h2c upstreams): the client's request without the dropped fields and the
+// fields named by Connection, plus x-request-id and x-forwarded-*, HTTP/1.1, Content-Length of
+// the (rewritten) body.
+void prepare_upstream_request(Request& msg, const DownstreamRequest& req,
                               const std::string& request_id) {
   std::vector<std::string> drop;
   for (const auto& f : msg) {
     const auto name = f.name_string();
-    if (is_hop_by_hop(name) || beast::iequals(name, "expect") ||
-        starts_with_icase(name, "x-gateway-destination-endpoint")) {
-      drop.emplace_back(name);
-    }
+    if (dropped_request_field(name)) drop.emplace_back(name);
     if (f.name() == http::field::connection) collect_connection_tokens(f.value(), drop);
   }
   for (const auto& n : drop) msg.erase(n);
@@ -100,9 +113,23 @@ void prepare_upstream_request(http::request<http::string_body>& msg, const Downs
   msg.prepare_payload();
 }
 
-// The request line and header block of a prepared request (prepare_upstream_request: HTTP/1.1,
-// Content-Length set, hop-by-hop fields gone), as Beast's serializer would write them.
-void serialize_request_head(const http::request<http::string_body>& msg, std::string& out) {
+// The same request as prepare_upstream_request would make it, serialised for an HTTP/1.1
+// upstream straight from the client's fields (no field is inserted into or erased from the
+// message: each would allocate).
+void serialize_upstream_head(const Request& msg, const DownstreamRequest& req,
+                             std::string_view request_id, std::string& out) {
+  boost::container::small_vector<std::string_view, 4> listed;  // named by Connection
+  std::string_view xff;
+  for (const auto& f : msg) {
+    if (f.name() == http::field::connection) collect_connection_tokens(f.value(), listed);
+    if (beast::iequals(f.name_string(), "x-forwarded-for")) xff = f.value();
+  }
+  const auto put = [&out](std::string_view name, std::string_view value) {
+    out.append(name.data(), name.size());
+    out.append(": ");
+    out.append(value.data(), value.size());
+    out.append("\r\n");
+  };
   out.clear();
   const auto method = msg.method_string();
   const auto target = msg.target();
@@ -112,26 +139,43 @@ void serialize_request_head(const http::request<http::string_body>& msg, std::st
   out.append(" HTTP/1.1\r\n");
   for (const auto& f : msg) {
     const auto name = f.name_string();
-    const auto value = f.value();
-    out.append(name.data(), name.size());
-    out.append(": ");
-    out.append(value.data(), value.size());
+    if (dropped_request_field(name) || f.name() == http::field::content_length ||
+        beast::iequals(name, "x-request-id") || beast::iequals(name, "x-forwarded-for") ||
+        beast::iequals(name, "x-forwarded-proto"))
+      continue;
+    if (std::any_of(listed.begin(), listed.end(),
+                    [&](std::string_view d) { return beast::iequals(d, name); }))
+      continue;
+    put(name, f.value());
+  }
+  put("x-request-id", request_id);
+  if (xff.empty()) {
+    put("x-forwarded-for", req.client_address);
+  } else {
+    out.append("x-forwarded-for: ");
+    out.append(xff.data(), xff.size());
+    out.append(", ");
+    out.append(req.client_address);
     out.append("\r\n");
   }
+  put("x-forwarded-proto", req.tls ? "https" : "http");
+  char num[24];
+  const auto r = std::to_chars(num, num + sizeof num, msg.body().size());
+  put("Content-Length", std::string_view(num, static_cast<size_t>(r.ptr - num)));
   out.append("\r\n");
 }
 
-HeaderList response_headers(const http::response_parser<http::buffer_body>::value_type& res,
-                            const std::string& request_id) {
+HeaderList response_headers(const ResponseParser::value_type& res, const std::string& request_id) {
   HeaderList out;
-  std::vector<std::string> drop;
+  out.reserve(static_cast<size_t>(std::distance(res.begin(), res.end())) + 2);
+  boost::container::small_vector<std::string_view, 4> drop;
   if (auto c = res.find(http::field::connection); c != res.end())
     collect_connection_tokens(c->value(), drop);
   for (const auto& f : res) {
     const auto name = f.name_string();
     if (is_hop_by_hop(name) || f.name() == http::field::content_length) continue;
     if (std::any_of(drop.begin(), drop.end(),
-                    [&](const std::string& d) { return beast::iequals(d, name); }))
+                    [&](std::string_view d) { return beast::iequals(d, name); }))
       continue;
     out.emplace_back(std::string(name), std::string(f.value()));
   }
@@ -245,9 +289,8 @@ bool is_reset(const error_code& ec) {
 
 // One endpoint: an idle connection (or a fresh one if that turns out stale), write the request,
 // read the response header. Leaves the parser holding the header on success.
-awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep,
-                                    http::request<http::string_body>* msg,
-                                    std::optional<ResponseParser>* parser,
+awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep, const std::string* head,
+                                    Request* msg, std::optional<ResponseParser>* parser,
                                     const config::LimitsConfig* limits) {
   auto& gm = worker->context().metrics;
   auto& pool = worker->upstream(ep->id);
@@ -273,9 +316,8 @@ awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep,
     ++conn->uses;
     conn->stream.expires_after(limits->upstream_response_timeout);
     // Head and body in one gathered write (Beast's serializer walks a buffer sequence per field).
-    serialize_request_head(*msg, conn->head);
     const std::array<asio::const_buffer, 2> out = {
-        asio::buffer(conn->head), asio::buffer(msg->body().data(), msg->body().size())};
+        asio::buffer(*head), asio::buffer(msg->body().data(), msg->body().size())};
     auto [wec, written] = co_await asio::async_write(conn->stream, out, kNoThrow);
     if (wec) {
       if (co_await cancelled()) co_return Attempt{AttemptStatus::kCancelled, {}, nullptr};
@@ -288,7 +330,9 @@ awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep,
           nullptr};
     }
     for (;;) {
-      parser->emplace();
+      // Its fields go where the request's went (the exchange's arena, or the heap).
+      parser->emplace(std::piecewise_construct, std::make_tuple(),
+                      std::make_tuple(msg->get_allocator()));
       (*parser)->header_limit(kUpstreamHeaderLimit);
       (*parser)->body_limit(std::numeric_limits<uint64_t>::max());
       auto [rec, n] =
@@ -330,8 +374,7 @@ awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep,
 // every session of the endpoint is at the pod's SETTINGS_MAX_CONCURRENT_STREAMS), then the
 // response headers. A stream reset or a connection lost before the headers is retried on
 // another endpoint, like a reset HTTP/1.1 connection.
-awaitable<Attempt> attempt_h2_endpoint(Worker* worker, EndpointRuntime* ep,
-                                       http::request<http::string_body>* msg,
+awaitable<Attempt> attempt_h2_endpoint(Worker* worker, EndpointRuntime* ep, Request* msg,
                                        const config::LimitsConfig* limits) {
   auto& gm = worker->context().metrics;
   auto& pool = worker->upstream(ep->id);
@@ -384,20 +427,6 @@ struct ReadResult {
   size_t bytes = 0;
 };
 
-// Reads whatever body bytes are available now (at most `cap`), so SSE events are forwarded as
-// they arrive rather than when a buffer fills.
-awaitable<ReadResult> read_body_some(UpstreamConnection* conn, ResponseParser* parser, char* buf,
-                                     size_t cap, std::chrono::milliseconds timeout) {
-  auto& body = parser->get().body();
-  body.data = buf;
-  body.size = cap;
-  body.more = true;
-  conn->stream.expires_after(timeout);
-  auto [ec, n] = co_await http::async_read_some(conn->stream, conn->buffer, *parser, kNoThrow);
-  if (ec == http::error::need_buffer) ec = {};
-  co_return ReadResult{ec, cap - body.size};
-}
-
 // The response body: from an HTTP/1.1 connection's parser or from an h2c stream.
 struct UpstreamBody {
   UpstreamConnection* conn = nullptr;
@@ -406,13 +435,23 @@ struct UpstreamBody {
   bool done() const { return h2 != nullptr ? h2->done() : parser->is_done(); }
 };
 
-awaitable<ReadResult> read_upstream_body(UpstreamBody* body, char* buf, size_t cap,
+// Reads whatever body bytes are available now (at most `cap`), so SSE events are forwarded as
+// they arrive rather than when a buffer fills.
+awaitable<ReadResult> read_upstream_body(UpstreamBody* up, char* buf, size_t cap,
                                          std::chrono::milliseconds timeout) {
-  if (body->h2 != nullptr) {
-    auto [ec, n] = co_await body->h2->read_some(buf, cap, timeout);
+  if (up->h2 != nullptr) {
+    auto [ec, n] = co_await up->h2->read_some(buf, cap, timeout);
     co_return ReadResult{ec, n};
   }
-  co_return co_await read_body_some(body->conn, body->parser, buf, cap, timeout);
+  auto& body = up->parser->get().body();
+  body.data = buf;
+  body.size = cap;
+  body.more = true;
+  up->conn->stream.expires_after(timeout);
+  auto [ec, n] =
+      co_await http::async_read_some(up->conn->stream, up->conn->buffer, *up->parser, kNoThrow);
+  if (ec == http::error::need_buffer) ec = {};
+  co_return ReadResult{ec, cap - body.size};
 }
 
 // An upstream that broke or stalled after its response header (no retry is possible then).
@@ -432,7 +471,7 @@ double seconds_since(Clock::time_point t) {
 // scraper's snapshot when it was built for this state's generation (else none yet: a reload
 // happened less than one scrape interval ago).
 void build_views(const PoolRuntime& pool, size_t pool_index, uint64_t generation,
-                 const MetricsSnapshot* samples, std::vector<routing::EndpointView>* out) {
+                 const MetricsSnapshot* samples, EndpointViews* out) {
   out->clear();
   const bool aligned = samples != nullptr && samples->generation == generation &&
                        pool_index < samples->pools.size() &&
@@ -567,7 +606,14 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
     features.prompt = std::string_view(body).substr(prompt_offset, info.prompt_length);
   if (info.tools_length > 0 && tools_offset + info.tools_length <= body.size())
     features.tools = std::string_view(body).substr(tools_offset, info.tools_length);
-  prepare_upstream_request(msg, *request, request_id);
+  const bool h2c = pool->pool->app_protocol == config::AppProtocol::kH2c;
+  std::string upstream_head;  // HTTP/1.1 upstreams: the request head, written with the body
+  if (h2c) {
+    prepare_upstream_request(msg, *request, request_id);
+  } else {
+    upstream_head.reserve(msg.target().size() + 512);
+    serialize_upstream_head(msg, *request, request_id, upstream_head);
+  }
 
   // What the scheduler sees of the pool: live counters plus the scraper's latest metrics
   // (kept alive by `samples` for the whole request).
@@ -576,7 +622,7 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
   const auto& sched_cfg = state->config->proxy.scheduler;
   const routing::Scheduler& scheduler = *pool->scheduler;
   MetricsSnapshotPtr samples = worker->context().engine_metrics.load(std::memory_order_acquire);
-  std::vector<routing::EndpointView> all_views;
+  EndpointViews all_views;
   build_views(*pool, pool_index, state->generation, samples.get(), &all_views);
 
   // Admission (SPEC §6): while the pool is saturated, sheddable requests get 429 and, with flow
@@ -629,13 +675,12 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
 
   // Pick, connect, send; retry on another endpoint until a response header arrives.
   routing::SchedulingState scheduling;
-  std::vector<routing::EndpointView> views;
+  EndpointViews views;
   std::vector<uint64_t> tried;
   GatewayError last_error = GatewayError::bad_gateway("no endpoint could be reached");
   std::optional<ResponseParser> parser;
   std::unique_ptr<UpstreamConnection> conn;
   std::shared_ptr<H2UpstreamStream> h2;
-  const bool h2c = pool->pool->app_protocol == config::AppProtocol::kH2c;
   EndpointRuntime* chosen = nullptr;
   InFlight in_flight;
   const uint32_t max_attempts = 1 + limits.max_retries;
@@ -690,7 +735,7 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
     if (h2c) {
       result = co_await attempt_h2_endpoint(worker, ep, &msg, &limits);
     } else {
-      result = co_await attempt_endpoint(worker, ep, &msg, &parser, &limits);
+      result = co_await attempt_endpoint(worker, ep, &upstream_head, &msg, &parser, &limits);
     }
     if (result.status == AttemptStatus::kOk) {
       chosen = ep;
@@ -751,7 +796,9 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
   if (!success)
     worker->metrics().request_error(info.model, target, std::to_string(status)).Increment();
 
-  std::array<char, kRelayChunk> chunk;
+  // Streamed bodies are relayed through `chunk` (allocated only for them: it would make every
+  // request's coroutine frame 16 KiB larger); buffered ones are read straight into `out`.
+  std::unique_ptr<char[]> chunk;
   Usage usage;
   bool first_byte = true;
   auto note_first_byte = [&] {
@@ -762,9 +809,15 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
 
   std::string out;
   if (buffered) {
+    // Read space: the announced length (one read when it is all there), else a relay chunk.
+    const size_t step = content_length ? std::max<size_t>(*content_length, 1) : kRelayChunk;
+    out.reserve(step + kJsonPadding);  // rewrite_response_body parses it in place
     while (!upstream_body.done()) {
-      const auto r = co_await read_upstream_body(&upstream_body, chunk.data(), chunk.size(),
+      const size_t before = out.size();
+      out.resize(before + step);
+      const auto r = co_await read_upstream_body(&upstream_body, out.data() + before, step,
                                                  limits.upstream_idle_timeout);
+      out.resize(before + r.bytes);
       if (r.ec) {
         if (co_await cancelled()) {
           gm.client_aborts().Increment();
@@ -779,7 +832,6 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
         co_await send_error(downstream, err, request_id);
         co_return;
       }
-      out.append(chunk.data(), r.bytes);
       if (out.size() > limits.max_response_body_bytes) {
         buffered = false;  // too large to rewrite: stream the rest through unchanged
         break;
@@ -810,8 +862,9 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
     }
     SseRewriter rewriter(sse ? client_model : std::string());
     std::string events;
+    if (!upstream_body.done()) chunk = std::make_unique_for_overwrite<char[]>(kRelayChunk);
     while (!upstream_body.done()) {
-      const auto r = co_await read_upstream_body(&upstream_body, chunk.data(), chunk.size(),
+      const auto r = co_await read_upstream_body(&upstream_body, chunk.get(), kRelayChunk,
                                                  limits.upstream_idle_timeout);
       if (r.ec) {
         if (co_await cancelled()) {
@@ -825,7 +878,7 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
         co_return;
       }
       if (r.bytes == 0) continue;
-      std::string_view data(chunk.data(), r.bytes);
+      std::string_view data(chunk.get(), r.bytes);
       if (sse) {
         events.clear();
         rewriter.feed(data, events);

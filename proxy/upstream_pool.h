@@ -6,7 +6,6 @@
 
 #include <chrono>
 #include <memory>
-#include <string>
 #include <vector>
 
 #include "proxy/asio.h"
@@ -23,7 +22,6 @@ struct UpstreamConnection {
   }
   beast::tcp_stream stream;
   beast::flat_buffer buffer;  // bytes read from the upstream but not yet parsed
-  std::string head;           // the request head being written (capacity reused)
   uint64_t uses = 0;
 };
 

@@ -15,6 +15,7 @@
 
 #include "metrics/gateway_metrics.h"
 #include "proxy/asio.h"
+#include "proxy/block_pool.h"
 #include "proxy/gateway_context.h"
 #include "proxy/tls_context.h"
 #include "proxy/upstream_pool.h"
@@ -49,6 +50,8 @@ class Worker {
   asio::io_context& io() { return io_; }
   routing::Rng& rng() { return rng_; }
   metrics::MetricsCache& metrics() { return metrics_cache_; }
+  // Blocks for the HTTP/1.1 exchanges' header arenas.
+  BlockPool& header_blocks() { return header_blocks_; }
   UpstreamPool& upstream(uint64_t endpoint_id) { return upstreams_[endpoint_id]; }
   // After a reload or a discovery change: closes the idle upstream connections of endpoints
   // `state` no longer has. Cheap when the generation was already seen.
@@ -111,6 +114,7 @@ class Worker {
   std::vector<std::shared_ptr<TlsContextHolder>> acceptor_tls_;
   routing::Rng rng_;
   metrics::MetricsCache metrics_cache_;
+  BlockPool header_blocks_;
   std::unordered_map<uint64_t, UpstreamPool> upstreams_;
   uint64_t upstream_generation_ = 0;
   std::unordered_set<uint64_t> live_endpoints_;
