@@ -181,9 +181,10 @@ struct ClientWatch {
   beast::flat_buffer* buffer = nullptr;
   asio::cancellation_signal* cancel = nullptr;
   size_t limit = 0;
-  bool active = false;   // a request is being proxied
-  bool waiting = false;  // an async_wait is pending
-  bool gone = false;     // the client closed or reset during the exchange
+  bool active = false;        // a request is being proxied
+  bool waiting = false;       // an async_wait is pending
+  bool gone = false;          // the client closed or reset during the exchange
+  bool idle_waiting = false;  // the session waits for the next request (under its deadline)
 };
 
 void arm_client_watch(const std::shared_ptr<ClientWatch>& w) {
@@ -273,13 +274,8 @@ bool parse_buffered(RequestParser& parser, beast::flat_buffer& buffer, bool head
 
 template <typename Stream>
 awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::SessionEntry& entry,
-                                  std::string initial, std::string client_address, bool tls) {
+                                  beast::flat_buffer buffer, std::string client_address, bool tls) {
   co_await asio::this_coro::throw_if_cancelled(false);
-  beast::flat_buffer buffer;
-  if (!initial.empty()) {
-    const auto n = asio::buffer_copy(buffer.prepare(initial.size()), asio::buffer(initial));
-    buffer.commit(n);
-  }
   GatewayContext& ctx = worker->context();
   bool linger = false;  // an early error left client bytes unread
   std::string head;     // response heads are serialised here, one request after another
@@ -290,6 +286,7 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
     watch->buffer = &buffer;
     watch->cancel = &entry.cancel;
   }
+  asio::steady_timer idle_timer(tcp_of(stream).get_executor());
 
   for (;;) {
     const RuntimeStatePtr state = ctx.state.load();
@@ -300,10 +297,33 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
     // Wait for the first byte of the next request under the keep-alive idle timeout; the
     // header timeout (408) starts once something arrived.
     if (buffer.size() == 0) {
-      tcp_of(stream).expires_after(limits.idle_timeout);
-      auto [rec, n] = co_await stream.async_read_some(buffer.prepare(4096), kNoThrow);
-      if (rec) break;  // closed, idle timeout, or woken by a drain
-      buffer.commit(n);
+      if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+        // An idle connection holds no read buffer: wait for readiness (usually queued behind the
+        // client watcher's pending wait, so no syscall), then read. The deadline cancels the
+        // socket's operations; it is guarded by the shared watch state, as its handler may run
+        // after the session ended.
+        buffer.shrink_to_fit();
+        idle_timer.expires_after(limits.idle_timeout);
+        watch->idle_waiting = true;
+        idle_timer.async_wait([w = watch](const error_code& ec) {
+          if (!ec && w->idle_waiting && w->socket != nullptr) {
+            error_code ignored;
+            w->socket->cancel(ignored);
+          }
+        });
+        auto [wec] = co_await stream.socket().async_wait(tcp::socket::wait_read, kNoThrow);
+        watch->idle_waiting = false;
+        idle_timer.cancel();
+        if (wec) break;  // idle timeout, or woken by a drain
+        auto [rec, n] = co_await stream.socket().async_read_some(buffer.prepare(4096), kNoThrow);
+        if (rec) break;  // closed
+        buffer.commit(n);
+      } else {
+        tcp_of(stream).expires_after(limits.idle_timeout);
+        auto [rec, n] = co_await stream.async_read_some(buffer.prepare(4096), kNoThrow);
+        if (rec) break;  // closed, idle timeout, or woken by a drain
+        buffer.commit(n);
+      }
     }
     entry.idle = false;
 
@@ -423,6 +443,10 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
     if (!downstream.reusable() || ctx.draining.load()) break;
   }
 
+  if (watch) {
+    watch->active = false;
+    watch->socket = nullptr;  // pending handlers must not touch the stream any more
+  }
   error_code ignored;
   auto& sock = tcp_of(stream).socket();
   if (linger) {
@@ -444,10 +468,11 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
 }
 
 template awaitable<void> run_http1_session<beast::tcp_stream>(Worker*, beast::tcp_stream&,
-                                                              Worker::SessionEntry&, std::string,
-                                                              std::string, bool);
+                                                              Worker::SessionEntry&,
+                                                              beast::flat_buffer, std::string,
+                                                              bool);
 template awaitable<void> run_http1_session<beast::ssl_stream<beast::tcp_stream>>(
-    Worker*, beast::ssl_stream<beast::tcp_stream>&, Worker::SessionEntry&, std::string, std::string,
-    bool);
+    Worker*, beast::ssl_stream<beast::tcp_stream>&, Worker::SessionEntry&, beast::flat_buffer,
+    std::string, bool);
 
 }  // namespace infergate::proxy

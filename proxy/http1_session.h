@@ -12,9 +12,9 @@ namespace infergate::proxy {
 
 // Serves one accepted connection until it closes. Runs on the worker's thread. `Stream` is
 // beast::tcp_stream or beast::ssl_stream<beast::tcp_stream> (handshake done), owned by the
-// caller, which registered it as `entry`; `initial` holds bytes already read from it.
+// caller, which registered it as `entry`; `buffer` holds bytes already read from it.
 template <typename Stream>
 awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::SessionEntry& entry,
-                                  std::string initial, std::string client_address, bool tls);
+                                  beast::flat_buffer buffer, std::string client_address, bool tls);
 
 }  // namespace infergate::proxy

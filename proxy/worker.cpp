@@ -161,29 +161,31 @@ awaitable<void> Worker::serve_connection(Worker* self, tcp::socket socket,
     if (negotiated_alpn(stream.native_handle()) == "h2") {
       co_await run_http2_session(self, stream, registration.entry(), {}, client_address, true);
     } else {
-      co_await run_http1_session(self, stream, registration.entry(), {}, client_address, true);
+      co_await run_http1_session(self, stream, registration.entry(), beast::flat_buffer(),
+                                 client_address, true);
     }
     co_return;
   }
 
   // Plain: HTTP/2 with prior knowledge starts with the connection preface; anything else is
-  // HTTP/1.1. Read until the bytes leave the preface or the whole preface is there.
+  // HTTP/1.1. Read until the bytes leave the preface or the whole preface is there. The bytes
+  // are read into the buffer the HTTP/1.1 session goes on with.
   beast::tcp_stream stream(std::move(socket));
   SessionRegistration registration(entry, &stream);
-  std::string initial;
+  beast::flat_buffer buffer;
   bool h2 = false;
-  std::array<char, 4096> buf;
   for (;;) {
-    stream.expires_after(initial.empty() ? limits.idle_timeout : limits.header_timeout);
-    auto [rec, n] = co_await stream.async_read_some(asio::buffer(buf), kNoThrow);
+    stream.expires_after(buffer.size() == 0 ? limits.idle_timeout : limits.header_timeout);
+    auto [rec, n] = co_await stream.async_read_some(buffer.prepare(4096), kNoThrow);
     if (rec) {
       error_code ignored;
       stream.socket().close(ignored);
       co_return;  // closed, timed out, or woken by a drain before a request
     }
-    initial.append(buf.data(), n);
+    buffer.commit(n);
+    const std::string_view initial(static_cast<const char*>(buffer.data().data()), buffer.size());
     const size_t k = std::min(initial.size(), kH2Preface.size());
-    if (std::string_view(initial).substr(0, k) != kH2Preface.substr(0, k)) break;
+    if (initial.substr(0, k) != kH2Preface.substr(0, k)) break;
     if (initial.size() >= kH2Preface.size()) {
       h2 = true;
       break;
@@ -191,10 +193,12 @@ awaitable<void> Worker::serve_connection(Worker* self, tcp::socket socket,
   }
   stream.expires_never();
   if (h2) {
+    std::string initial(static_cast<const char*>(buffer.data().data()), buffer.size());
+    buffer = beast::flat_buffer();
     co_await run_http2_session(self, stream, registration.entry(), std::move(initial),
                                client_address, false);
   } else {
-    co_await run_http1_session(self, stream, registration.entry(), std::move(initial),
+    co_await run_http1_session(self, stream, registration.entry(), std::move(buffer),
                                client_address, false);
   }
 }
