@@ -287,6 +287,50 @@ bool is_reset(const error_code& ec) {
          ec == asio::error::connection_aborted || ec == http::error::partial_message;
 }
 
+// The upstream response is parsed straight from the connection's buffer (Beast's parser,
+// without its composed read operations): one read per loop at most, none when the bytes are
+// already there (a response body usually arrives with its header).
+
+// Feeds the parser what the buffer holds: up to the end of the header (header_only), else as
+// much body as fits the parser's body buffer. Returns true when the goal is reached (header
+// done; or the message done or the body buffer full); false when more input is needed or on
+// a parse error (`ec`).
+bool feed_response(ResponseParser& parser, beast::flat_buffer& buffer, bool header_only,
+                   error_code& ec) {
+  parser.eager(!header_only);
+  while (buffer.size() > 0) {
+    const size_t n = parser.put(buffer.data(), ec);
+    buffer.consume(n);
+    if (ec == http::error::need_more) {
+      ec = {};
+      return false;
+    }
+    if (ec == http::error::need_buffer) {  // the body buffer is full
+      ec = {};
+      return !header_only || parser.is_header_done();
+    }
+    if (ec) return false;
+    if (header_only ? parser.is_header_done() : parser.is_done()) return true;
+    if (n == 0) return false;
+  }
+  return header_only ? parser.is_header_done() : parser.is_done();
+}
+
+// One read from the upstream into its buffer (under the stream's current deadline). The end of
+// the stream ends a close-delimited body (parser done), or is an error: end_of_stream before
+// any byte of the response, partial_message after some.
+awaitable<error_code> read_response_bytes(UpstreamConnection* conn, ResponseParser& parser) {
+  const size_t room = std::max<size_t>(conn->buffer.capacity() - conn->buffer.size(), 4096);
+  auto [ec, n] = co_await conn->stream.async_read_some(conn->buffer.prepare(room), kNoThrow);
+  conn->buffer.commit(n);
+  if (ec == asio::error::eof) {
+    if (!parser.got_some()) co_return http::error::end_of_stream;
+    ec = {};
+    parser.put_eof(ec);
+  }
+  co_return ec;
+}
+
 // One endpoint: an idle connection (or a fresh one if that turns out stale), write the request,
 // read the response header. Leaves the parser holding the header on success.
 awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep, const std::string* head,
@@ -335,8 +379,10 @@ awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep, const s
                       std::make_tuple(msg->get_allocator()));
       (*parser)->header_limit(kUpstreamHeaderLimit);
       (*parser)->body_limit(std::numeric_limits<uint64_t>::max());
-      auto [rec, n] =
-          co_await http::async_read_header(conn->stream, conn->buffer, **parser, kNoThrow);
+      error_code rec;
+      while (!feed_response(**parser, conn->buffer, true, rec) && !rec) {
+        rec = co_await read_response_bytes(conn.get(), **parser);
+      }
       if (rec) {
         if (co_await cancelled()) co_return Attempt{AttemptStatus::kCancelled, {}, nullptr};
         if (rec == beast::error::timeout) co_return response_timeout(gm, where, *limits);
@@ -447,10 +493,13 @@ awaitable<ReadResult> read_upstream_body(UpstreamBody* up, char* buf, size_t cap
   body.data = buf;
   body.size = cap;
   body.more = true;
-  up->conn->stream.expires_after(timeout);
-  auto [ec, n] =
-      co_await http::async_read_some(up->conn->stream, up->conn->buffer, *up->parser, kNoThrow);
-  if (ec == http::error::need_buffer) ec = {};
+  error_code ec;
+  // Bytes already buffered first; read only when they produced nothing.
+  while (!feed_response(*up->parser, up->conn->buffer, false, ec) && !ec && body.size == cap) {
+    up->conn->stream.expires_after(timeout);
+    ec = co_await read_response_bytes(up->conn, *up->parser);
+    if (ec) break;
+  }
   co_return ReadResult{ec, cap - body.size};
 }
 

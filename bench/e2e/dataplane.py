@@ -173,9 +173,9 @@ def tree_pids(root):
     return out
 
 
-def cpu_ticks(pids):
-    """CPU time of pids in clock ticks: utime + stime of /proc/PID/stat (fields 14, 15)."""
-    total = 0
+def user_sys_ticks(pids):
+    """(utime, stime) of pids in clock ticks: /proc/PID/stat fields 14 and 15."""
+    user = system = 0
     for p in pids:
         try:
             with open(f"/proc/{p}/stat") as f:
@@ -183,8 +183,14 @@ def cpu_ticks(pids):
         except OSError:
             continue
         fields = st[st.rfind(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])
-    return total
+        user += int(fields[11])
+        system += int(fields[12])
+    return user, system
+
+
+def cpu_ticks(pids):
+    """CPU time of pids in clock ticks: utime + stime of /proc/PID/stat (fields 14, 15)."""
+    return sum(user_sys_ticks(pids))
 
 
 def cpu_ns(pids):
@@ -454,15 +460,21 @@ def measured(fn, pids, core_pids, proxy_core):
     what the shared machine took away (softirq, mostly loopback packet processing, is in
     neither)."""
     t0, i0, u0 = core_times(proxy_core)
-    c0, b0 = cpu_ns(pids), cpu_ticks(core_pids)
+    c0, b0, us0 = cpu_ns(pids), cpu_ticks(core_pids), user_sys_ticks(pids)
     r = fn()
-    c1, b1 = cpu_ns(pids), cpu_ticks(core_pids)
+    c1, b1, us1 = cpu_ns(pids), cpu_ticks(core_pids), user_sys_ticks(pids)
     t1, i1, u1 = core_times(proxy_core)
     total = max(1, t1 - t0)
     r["cpu_s"] = (c1 - c0) / 1e9
     r["idle"] = (i1 - i0) / total
     r["others"] = max(0.0, ((u1 - u0) - (b1 - b0)) / total)
     r["cpu_us_req"] = r["cpu_s"] * 1e6 / r["requests"] if r["requests"] else float("nan")
+    # The user / kernel split of that CPU time (ticks: 10 ms resolution, ample over a run):
+    # the kernel share is the TCP/epoll work every proxy pays, the user share is the proxy's own.
+    du, ds = us1[0] - us0[0], us1[1] - us0[1]
+    r["user_share"] = du / (du + ds) if du + ds else float("nan")
+    r["user_us_req"] = r["cpu_us_req"] * r["user_share"]
+    r["sys_us_req"] = r["cpu_us_req"] - r["user_us_req"]
     return r
 
 
@@ -1152,10 +1164,10 @@ def report(a, results, gen_cpu, proxy_cpu):
             continue
         per = results[phase]
         L.append(f"\n### {title}\n")
-        L.append("| proxy | req/s | p50 ms | p99 ms | CPU µs/req | CPU/req vs infergate "
-                 "| req/s vs infergate | runs kept |")
+        L.append("| proxy | req/s | p50 ms | p99 ms | CPU µs/req | of which user | of which kernel "
+                 "| CPU/req vs infergate | req/s vs infergate | runs kept |")
         # (* = ratio over all run pairs, no pair had both runs kept)
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         ig_all = {r["run"]: r for r in per["infergate"]}
         for name in PROXIES:
             rs = per[name]
@@ -1180,6 +1192,8 @@ def report(a, results, gen_cpu, proxy_cpu):
                      f"{fmt(median([r['p50'] for r in kept]), 2)} | "
                      f"{fmt(median([r['p99'] for r in kept]), 2)} | "
                      f"{fmt(median([r['cpu_us_req'] for r in kept]))} | "
+                     f"{fmt(median([r.get('user_us_req', float('nan')) for r in kept]))} | "
+                     f"{fmt(median([r.get('sys_us_req', float('nan')) for r in kept]))} | "
                      f"{(fmt(median(ratios_cpu), 2) + star) if name != 'infergate' else '1'} | "
                      f"{(fmt(median(ratios_rps), 2) + star) if name != 'infergate' else '1'} | "
                      f"{len([r for r in rs if not r['rejected']])}/{len(rs)}{note} |")
