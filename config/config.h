@@ -81,9 +81,9 @@ struct SchedulerTunables {
   std::optional<std::string> profile;
   // weights
   std::optional<double> weight_queue, weight_kv_cache, weight_prefix, weight_lora, weight_in_flight;
-  std::optional<double> queue_score_span, in_flight_score_span;
+  std::optional<double> queue_score_span, in_flight_score_span, lora_free_slot_score;
   // saturation (admission and the default profile's filter)
-  std::optional<double> queue_depth_threshold, kv_cache_threshold, headroom;
+  std::optional<double> queue_depth_threshold, kv_cache_threshold, headroom, prefix_headroom;
   std::optional<std::chrono::milliseconds> metrics_staleness;
   // prefix cache
   std::optional<bool> prefix_auto_tune;

@@ -310,15 +310,17 @@ void read_tunables(DocContext& ctx, const MapReader& m, SchedulerTunables& t) {
   }
   read_number_into(ctx, m.get("queueScoreSpan"), kNonNegative, &t.queue_score_span);
   read_number_into(ctx, m.get("inFlightScoreSpan"), kNonNegative, &t.in_flight_score_span);
+  read_number_into(ctx, m.get("loraFreeSlotScore"), kFraction, &t.lora_free_slot_score);
 
-  MapReader sat(
-      ctx, m.get("saturation"),
-      {"queueDepthThreshold", "kvCacheThreshold", "metricsStalenessThreshold", "headroom"});
+  MapReader sat(ctx, m.get("saturation"),
+                {"queueDepthThreshold", "kvCacheThreshold", "metricsStalenessThreshold", "headroom",
+                 "prefixHeadroom"});
   if (sat.valid()) {
     read_number_into(ctx, sat.get("queueDepthThreshold"), kPositive, &t.queue_depth_threshold);
     read_number_into(ctx, sat.get("kvCacheThreshold"), kFractionOpenZero, &t.kv_cache_threshold);
     read_duration_into(ctx, sat.get("metricsStalenessThreshold"), false, &t.metrics_staleness);
     read_number_into(ctx, sat.get("headroom"), kNonNegative, &t.headroom);
+    read_number_into(ctx, sat.get("prefixHeadroom"), kNonNegative, &t.prefix_headroom);
   }
 
   MapReader prefix(
@@ -369,7 +371,7 @@ void read_scheduler_pools(DocContext& ctx, const Field& field, SchedulerConfig& 
   for (const Field& item : *items) {
     MapReader entry(ctx, item,
                     {"name", "profile", "weights", "queueScoreSpan", "inFlightScoreSpan",
-                     "saturation", "prefixCache", "legacy"});
+                     "loraFreeSlotScore", "saturation", "prefixCache", "legacy"});
     if (!entry.valid()) {
       if (!item.present()) ctx.error(item.where, item.path, "must be a mapping, not null");
       continue;
@@ -405,10 +407,10 @@ void read_scheduler_pools(DocContext& ctx, const Field& field, SchedulerConfig& 
 
 void read_scheduler(DocContext& ctx, const Field& field, SchedulerConfig& scheduler,
                     std::vector<SchedulerPoolRef>& pool_refs) {
-  MapReader m(
-      ctx, field,
-      {"profile", "weights", "queueScoreSpan", "inFlightScoreSpan", "saturation", "prefixCache",
-       "legacy", "prefixIndexBytes", "flowControl", "debugHeader", "retryAfterSeconds", "pools"});
+  MapReader m(ctx, field,
+              {"profile", "weights", "queueScoreSpan", "inFlightScoreSpan", "loraFreeSlotScore",
+               "saturation", "prefixCache", "legacy", "prefixIndexBytes", "flowControl",
+               "debugHeader", "retryAfterSeconds", "pools"});
   if (!m.valid()) return;
   read_tunables(ctx, m, scheduler.defaults);
   read_size_into(ctx, m.get("prefixIndexBytes"), 131072, &scheduler.prefix_index_bytes);

@@ -45,7 +45,9 @@ std::string overridden_text(const SchedulerTunables& t) {
   if (t.weight_queue || t.weight_kv_cache || t.weight_prefix || t.weight_lora || t.weight_in_flight)
     groups.push_back("weights");
   if (t.queue_score_span || t.in_flight_score_span) groups.push_back("score spans");
-  if (t.queue_depth_threshold || t.kv_cache_threshold || t.headroom || t.metrics_staleness)
+  if (t.lora_free_slot_score) groups.push_back("loraFreeSlotScore");
+  if (t.queue_depth_threshold || t.kv_cache_threshold || t.headroom || t.prefix_headroom ||
+      t.metrics_staleness)
     groups.push_back("saturation");
   if (t.prefix_auto_tune || t.prefix_block_size_tokens || t.prefix_bytes_per_token ||
       t.prefix_max_blocks || t.prefix_lru_capacity_per_server)

@@ -53,9 +53,11 @@ routing::SchedulerConfig scheduler_config_for(const config::SchedulerConfig& cfg
     if (t.weight_in_flight) out.weights.in_flight = *t.weight_in_flight;
     if (t.queue_score_span) out.queue_score_span = *t.queue_score_span;
     if (t.in_flight_score_span) out.in_flight_score_span = *t.in_flight_score_span;
+    if (t.lora_free_slot_score) out.lora_free_slot_score = *t.lora_free_slot_score;
     if (t.queue_depth_threshold) out.saturation.queue_depth_threshold = *t.queue_depth_threshold;
     if (t.kv_cache_threshold) out.saturation.kv_cache_threshold = *t.kv_cache_threshold;
     if (t.headroom) out.saturation.headroom = *t.headroom;
+    if (t.prefix_headroom) out.saturation.prefix_headroom = *t.prefix_headroom;
     if (t.metrics_staleness) out.saturation.metrics_staleness = *t.metrics_staleness;
     if (t.prefix_auto_tune) out.prefix.auto_tune = *t.prefix_auto_tune;
     if (t.prefix_block_size_tokens) out.prefix.block_size_tokens = *t.prefix_block_size_tokens;

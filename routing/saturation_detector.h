@@ -7,7 +7,9 @@
 // (no in-flight correction), exactly as GIE does.
 //
 // The same object answers the per-endpoint test of GIE's detector-as-filter: an endpoint may
-// take more work while its metrics are fresh and waiting < q*(1+headroom), kv < kv*(1+headroom).
+// take more work while its metrics are fresh and waiting < q*(1+headroom), kv < kv*(1+headroom)
+// (the `default` profile adds prefixHeadroom * the share of the prompt the endpoint holds to the
+// queue limit's headroom).
 //
 // Immutable after construction; thread-safe. Sans-I/O: ages come in the views.
 
@@ -38,8 +40,11 @@ class SaturationDetector {
            e.metrics_age > config_.metrics_staleness;
   }
   // The filter's verdict on given figures (the caller chooses raw or corrected ones).
-  FilterReason over_limit(double waiting, double kv) const {
-    if (waiting >= config_.queue_depth_threshold * (1.0 + config_.headroom))
+  // `prefix_fraction` (0..1) is the share of the request's prompt the endpoint holds: it raises
+  // the queue limit by prefix_headroom * prefix_fraction.
+  FilterReason over_limit(double waiting, double kv, double prefix_fraction = 0) const {
+    if (waiting >= config_.queue_depth_threshold *
+                       (1.0 + config_.headroom + config_.prefix_headroom * prefix_fraction))
       return FilterReason::kSaturatedQueue;
     if (kv >= config_.kv_cache_threshold * (1.0 + config_.headroom))
       return FilterReason::kSaturatedKvCache;

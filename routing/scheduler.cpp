@@ -20,9 +20,10 @@ struct Scratch {
   std::vector<double> kv;
   std::vector<uint32_t> kept;  // indexes of the candidates that passed the filters
   std::vector<uint32_t> other;
-  std::vector<uint32_t> slots;    // per kept: prefix index slot
-  std::vector<uint32_t> matched;  // per kept: prefix blocks held
-  std::vector<uint8_t> lora;      // per kept: kLoraActive | kLoraWaiting | kLoraFree bits
+  std::vector<uint32_t> slots;        // per kept: prefix index slot
+  std::vector<uint32_t> matched;      // per kept: prefix blocks held
+  std::vector<uint32_t> matched_all;  // per candidate: prefix blocks held (0 when not ready)
+  std::vector<uint8_t> lora;          // per kept: kLoraActive | kLoraWaiting | kLoraFree bits
   std::vector<std::array<double, kScorerCount>> scores;  // per kept
   std::vector<double> total;                             // per kept
   std::vector<uint32_t> ties;
@@ -51,10 +52,11 @@ uint8_t lora_state(const EndpointView& e, std::string_view model) {
   return st;
 }
 
-// GIE's LoRA affinity values: active 1.0, free slot 0.8, waiting 0.6, else 0.
-double lora_score(uint8_t st) {
+// GIE's LoRA affinity values: active 1.0, free slot 0.8 (`default`: loraFreeSlotScore), waiting
+// 0.6, else 0.
+double lora_score(uint8_t st, double free_slot) {
   if (st & kLoraActive) return 1.0;
-  if (st & kLoraFree) return 0.8;
+  if (st & kLoraFree) return free_slot;
   if (st & kLoraWaiting) return 0.6;
   return 0.0;
 }
@@ -185,7 +187,8 @@ Decision Scheduler::schedule_scored(std::span<const EndpointView> candidates,
   s.kept.clear();
   s.other.clear();  // ready candidates
 
-  // Filters: ready; for `default`, not stale and under the saturation limits.
+  // Ready candidates and the figures the profile uses: for `default`, corrected by what was
+  // sent since the scrape.
   for (size_t i = 0; i < n; ++i) {
     const EndpointView& e = candidates[i];
     if (!e.ready) continue;
@@ -195,7 +198,6 @@ Decision Scheduler::schedule_scored(std::span<const EndpointView> candidates,
       waiting = e.metrics->waiting;
       kv = e.metrics->kv_cache_usage;
     }
-    FilterReason why = FilterReason::kNone;
     if (ours_) {
       // What the engine will see once the requests sent since the scrape arrive: each one
       // queues, and its prompt occupies KV blocks. Only those still in flight count: one that
@@ -213,7 +215,6 @@ Decision Scheduler::schedule_scored(std::span<const EndpointView> candidates,
                         static_cast<double>(e.metrics->num_gpu_blocks));
         kv = std::min(kv, 1.0);
       }
-      why = detector_.stale(e) ? FilterReason::kStaleMetrics : detector_.over_limit(waiting, kv);
     }
     s.waiting[i] = waiting;
     s.kv[i] = kv;
@@ -221,24 +222,14 @@ Decision Scheduler::schedule_scored(std::span<const EndpointView> candidates,
       auto& c = trace->candidates[i];
       c.est_waiting = waiting;
       c.est_kv = kv;
-      c.filtered = why;
     }
-    if (why == FilterReason::kNone) s.kept.push_back(static_cast<uint32_t>(i));
   }
   if (s.other.empty()) return no_endpoint();
-  bool fallback = false;
-  if (s.kept.empty()) {  // every ready endpoint is saturated or stale: let the scorers choose
-    fallback = true;
-    s.kept.swap(s.other);
-    if (trace)
-      for (uint32_t i : s.kept) trace->candidates[i].filtered = FilterReason::kNone;
-  }
-  const size_t k = s.kept.size();
   const auto& w = config_.weights;
 
-  // Prefix affinity.
+  // Prefix affinity of every ready candidate (the saturation filter reads it too).
   uint32_t total_blocks = 0;
-  s.matched.assign(k, 0);
+  s.matched_all.assign(n, 0);
   if (prefix_enabled()) {
     ensure_hashes(candidates, request, state);
     total_blocks = static_cast<uint32_t>(state.hashes_.size());
@@ -246,27 +237,48 @@ Decision Scheduler::schedule_scored(std::span<const EndpointView> candidates,
       trace->block_bytes = state.block_bytes_;
       trace->prefix_total_blocks = total_blocks;
     }
-    if (total_blocks > 0 && k > 1) {
-      s.slots.resize(k);
-      for (size_t j = 0; j < k; ++j) s.slots[j] = index_->find_slot(candidates[s.kept[j]].key);
+    if (total_blocks > 0) {
+      const size_t r = s.other.size();
+      s.slots.resize(r);
+      s.matched.assign(r, 0);
+      for (size_t j = 0; j < r; ++j) s.slots[j] = index_->find_slot(candidates[s.other[j]].key);
       index_->match(state.hashes_, s.slots, s.matched);
+      for (size_t j = 0; j < r; ++j) s.matched_all[s.other[j]] = s.matched[j];
     }
   }
+
+  // Filters (`default`): not stale and under the saturation limits; the queue limit grows with
+  // the share of the prompt the candidate holds (prefixHeadroom).
+  for (uint32_t i : s.other) {
+    FilterReason why = FilterReason::kNone;
+    if (ours_) {
+      const double held =
+          total_blocks > 0 ? static_cast<double>(s.matched_all[i]) / total_blocks : 0.0;
+      why = detector_.stale(candidates[i]) ? FilterReason::kStaleMetrics
+                                           : detector_.over_limit(s.waiting[i], s.kv[i], held);
+    }
+    if (trace) trace->candidates[i].filtered = why;
+    if (why == FilterReason::kNone) s.kept.push_back(i);
+  }
+  bool fallback = false;
+  if (s.kept.empty()) {  // every ready endpoint is saturated or stale: let the scorers choose
+    fallback = true;
+    s.kept = s.other;
+    if (trace)
+      for (uint32_t i : s.kept) trace->candidates[i].filtered = FilterReason::kNone;
+  }
+  const size_t k = s.kept.size();
+  s.matched.resize(k);
+  for (size_t j = 0; j < k; ++j) s.matched[j] = s.matched_all[s.kept[j]];
   if (k == 1) {
     Decision d = picked(s.kept[0], DecisionReason::kSingleCandidate);
     d.saturated_fallback = fallback;
     d.prefix_total_blocks = total_blocks;
+    d.prefix_match_blocks = s.matched[0];  // reported for the hit-ratio metric
     if (trace) {
       auto& c = trace->candidates[s.kept[0]];
       c.total = 0;
-    }
-    if (prefix_enabled() && total_blocks > 0) {
-      // Still report the winner's hit (one probe), for the hit-ratio metric.
-      const uint32_t slot = index_->find_slot(candidates[s.kept[0]].key);
-      uint32_t m = 0;
-      index_->match(state.hashes_, std::span<const uint32_t>(&slot, 1), std::span<uint32_t>(&m, 1));
-      d.prefix_match_blocks = m;
-      if (trace) trace->candidates[s.kept[0]].prefix_blocks = m;
+      if (prefix_enabled() && total_blocks > 0) c.prefix_blocks = s.matched[0];
     }
     return d;
   }
@@ -313,7 +325,7 @@ Decision Scheduler::schedule_scored(std::span<const EndpointView> candidates,
     sc[2] = w.prefix > 0
                 ? (total_blocks > 0 ? static_cast<double>(s.matched[j]) / total_blocks : 0.0)
                 : kNaN;
-    sc[3] = lora_on ? lora_score(s.lora[j]) : kNaN;
+    sc[3] = lora_on ? lora_score(s.lora[j], ours_ ? config_.lora_free_slot_score : 0.8) : kNaN;
     sc[4] = w.in_flight > 0
                 ? relative_score(static_cast<double>(candidates[i].in_flight), f_lo, f_hi, f_span)
                 : kNaN;

@@ -51,6 +51,11 @@ struct SaturationConfig {
   // Filter only: an endpoint passes while waiting < q * (1 + headroom) and kv < kv * (1 +
   // headroom) (the saturation figure itself always uses the plain thresholds).
   double headroom = 0;
+  // Filter only (`default`): an endpoint that holds a fraction f of the request's prompt (prefix
+  // blocks matched / prompt blocks) passes while waiting < q * (1 + headroom + prefixHeadroom *
+  // f). Queueing behind a few requests on the pod that has the conversation cached costs less
+  // than recomputing it elsewhere.
+  double prefix_headroom = 1;
 };
 
 // Approximate prefix-cache index (GIE's approx-prefix-cache-producer), per profile.
@@ -82,6 +87,11 @@ struct SchedulerConfig {
   // (noise) costs only a fraction of the weight. GIE's min-max normalisation is span = 0.
   double queue_score_span = 5;
   double in_flight_score_span = 16;
+  // `default` only: the LoRA-affinity score of an endpoint that does not run the adapter but has
+  // a free adapter slot (running 1.0, adapter waiting 0.6, no slot 0). GIE uses 0.8 (with weight
+  // 4, two queued requests); 0.9 makes running vs free slot worth one queued request, so a hot
+  // adapter spreads to an idle pod sooner, while a pod with no free slot still loses 3.6 points.
+  double lora_free_slot_score = 0.9;
   PrefixConfig prefix;
   LegacyConfig legacy;
 
@@ -112,6 +122,9 @@ struct SchedulerConfig {
       return "kvCacheThreshold must be in (0, 1]";
     if (saturation.metrics_staleness.count() <= 0) return "metricsStalenessThreshold must be > 0";
     if (!(saturation.headroom >= 0)) return "headroom must be >= 0";
+    if (!(saturation.prefix_headroom >= 0)) return "prefixHeadroom must be >= 0";
+    if (!(lora_free_slot_score >= 0 && lora_free_slot_score <= 1))
+      return "loraFreeSlotScore must be in [0, 1]";
     if (!(queue_score_span >= 0 && in_flight_score_span >= 0)) return "score spans must be >= 0";
     if (prefix.block_size_tokens == 0) return "blockSizeTokens must be >= 1";
     if (prefix.bytes_per_token == 0) return "bytesPerToken must be >= 1";

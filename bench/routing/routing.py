@@ -253,12 +253,18 @@ class Procs:
             self.stop(p)
 
 
-def gateway_conf(port, admin, sim_ports, policy, ts, workers):
+def gateway_conf(port, admin, sim_ports, policy, ts, workers, variants=None):
+    # A variant (--variant NAME=PROFILE:JSON) is a profile plus spec.scheduler tunables.
+    profile, extra = (variants or {}).get(policy, (policy, {}))
+    extra = dict(extra)
+    sat = dict(extra.pop("saturation", {}))
     eps = "\n".join(f"  - {{name: pod-{i}, address: \"127.0.0.1:{p}\", labels: {{app: llama}}}}"
                     for i, p in enumerate(sim_ports))
     # Scrape every 50 ms and treat 200 ms as stale, in simulated time (the defaults).
     interval = max(1, round(50 * ts))
     stale = max(interval * 2, round(200 * ts))
+    sat.setdefault("metricsStalenessThreshold", f"{stale}ms")
+    tunables = "".join(f"\n    {k}: {json.dumps(v)}" for k, v in extra.items())
     return f"""apiVersion: infergate.io/v1alpha1
 kind: ProxyConfig
 metadata:
@@ -273,8 +279,8 @@ spec:
     interval: {interval}ms
     staleAfter: {stale}ms
   scheduler:
-    profile: {policy}
-    saturation: {{metricsStalenessThreshold: {stale}ms}}
+    profile: {profile}
+    saturation: {json.dumps(sat)}{tunables}
   endpoints:
 {eps}
 ---
@@ -439,6 +445,13 @@ def summarize(trace, start, results, lags, ts, before, after):
     q = sum(a["queries"] - b["queries"] for a, b in zip(after, before))
     h = sum(a["hits"] - b["hits"] for a, b in zip(after, before))
     lo, hi = quantile_ci(ttft, 0.9)
+    by_kind = {}   # diagnostics: TTFT and ITL per request kind (mixed: chat vs lora)
+    for kind in sorted({req["kind"] for req, _ in ok}):
+        kt = [(r["t_first"] - r["t_send"]) / ts * 1000 for req, r in ok if req["kind"] == kind]
+        ki = [(r["t_last"] - r["t_first"]) / ts * 1000 / (r["tokens"] - 1)
+              for req, r in ok if req["kind"] == kind and r["tokens"] > 1]
+        by_kind[kind] = {"n": len(kt), "ttft_p50": quantile(kt, 0.5),
+                         "ttft_p90": quantile(kt, 0.9), "itl_p50": quantile(ki, 0.5)}
     errors = {}
     for r in results:
         if r.get("status") != 200:
@@ -457,6 +470,7 @@ def summarize(trace, start, results, lags, ts, before, after):
         "lora_loads": sum(a["lora_loads"] - b["lora_loads"] for a, b in zip(after, before)),
         "preemptions": sum(a["preemptions"] - b["preemptions"] for a, b in zip(after, before)),
         "lag_p99_ms": quantile(lags, 0.99) * 1000,
+        "by_kind": by_kind,
     }
 
 
@@ -468,7 +482,8 @@ def run_point(args, fleet, procs, work, policy, workload, trace, load):
     gport, admin = free_ports(2)
     conf = f"{work}/gw-{policy}.yaml"
     with open(conf, "w") as f:
-        f.write(gateway_conf(gport, admin, fleet.ports, policy, args.time_scale, args.workers))
+        f.write(gateway_conf(gport, admin, fleet.ports, policy, args.time_scale, args.workers,
+                             args.variants))
     log = f"{work}/gw-{policy}-{load}.log"
     gw = procs.start([args.infergate, "--config", conf], log)
     try:
@@ -528,6 +543,11 @@ def cmd_run(args):
                     print(fmt_row(s), flush=True)
                     if s.get("decisions"):
                         print(f"       decisions: {s['decisions']}", flush=True)
+                    if len(s.get("by_kind", {})) > 1:
+                        print("       by kind: " + "; ".join(
+                            f"{k} n {v['n']} TTFT p50 {v['ttft_p50']:.0f} p90 {v['ttft_p90']:.0f}"
+                            f" ITL {v['itl_p50']:.1f}" for k, v in s["by_kind"].items()),
+                            flush=True)
             all_out[workload] = {
                 "workload": workload, "capacity_rps": cap, "mean_computed_prompt_tokens": p,
                 "mean_output_tokens": o, "seed": args.seed, "duration_s": args.duration,
@@ -670,6 +690,49 @@ def cmd_report(args):
             print("\n(gnuplot missing: no plot; `report --install-gnuplot`)")
 
 
+def cmd_bound(args):
+    """An optimistic estimate of the TTFT any router could reach (no run; diagnostics).
+
+    Fluid model: the 8 pods are one FCFS server that computes 8 pods' worth of work (prompt
+    tokens at PREFILL_MS, output tokens at DECODE_MS each) and a request's own prefill runs on
+    one pod: TTFT = backlog at arrival / 8 + own prefill. No step overhead, no LoRA loads, no
+    chunking. Two cache assumptions: "oracle", every prompt prefix already sent (the previous
+    turn of a conversation, a system prompt, an adapter's template) is cached wherever the request
+    goes; "oblivious", only the shared system prompts and templates are (the capacity model's
+    P). Real pods are separate FCFS queues, so a real router does worse than the oracle line."""
+    for workload in args.workload:
+        cap, _, _ = capacity(workload, args.seed)
+        for load in args.loads:
+            trace = make_trace(workload, cap * load, args.duration, args.seed)
+            seen = set()
+            rows = {"oracle": [], "oblivious": []}
+            for mode in rows:
+                backlog, last, hit, total = 0.0, 0.0, 0, 0
+                seen.clear()
+                for t, req in trace:
+                    msgs = req["messages"]
+                    keys = [hash((req["model"], json.dumps(msgs[:j]))) for j in
+                            range(1, len(msgs) + 1)]
+                    if mode == "oracle":
+                        j = max([j for j in range(1, len(msgs)) if keys[j - 1] in seen],
+                                default=0)
+                        cached = chat_tokens(msgs[:j]) - 3 if j else 0
+                    else:
+                        cached = req["shared_tokens"]
+                    seen.update(keys)
+                    computed = max(1, req["prompt_tokens"] - cached)
+                    hit += req["prompt_tokens"] - computed
+                    total += req["prompt_tokens"]
+                    backlog = max(0.0, backlog - N_PODS * (t - last) * 1000)
+                    last = t
+                    rows[mode].append(backlog / N_PODS + PREFILL_MS * computed)
+                    backlog += PREFILL_MS * computed + DECODE_MS * req["max_tokens"]
+                ttft = rows[mode]
+                print(f"{workload:6} {load:4.2f} {mode:9} cached {100 * hit / total:4.1f}%  "
+                      f"TTFT p50 {quantile(ttft, 0.5):6.0f} p90 {quantile(ttft, 0.9):6.0f} "
+                      f"p99 {quantile(ttft, 0.99):6.0f} ms (fluid estimate)", flush=True)
+
+
 def cmd_quick(args):
     """Smoke: one workload, two policies, a short point; checks that requests flow and that the
     figures come back. Does not touch results/ and needs no gnuplot."""
@@ -709,14 +772,31 @@ def main():
     r.add_argument("--loads", nargs="+", type=float, default=LOADS)
     r.add_argument("--duration", type=float, default=15.0, help="simulated seconds of arrivals")
     r.add_argument("--no-save", dest="save", action="store_false")
+    b = sub.add_parser("bound", help="fluid TTFT estimate for a perfect router (no run)")
+    b.add_argument("--workload", nargs="+", default=["mixed"], choices=WORKLOADS)
+    b.add_argument("--loads", nargs="+", type=float, default=LOADS)
+    b.add_argument("--duration", type=float, default=15.0)
     p = sub.add_parser("report")
     p.add_argument("--img-dir", default=os.path.join(ROOT, "docs", "img"))
     p.add_argument("--install-gnuplot", action="store_true")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=PROFILE:JSON",
+                    help="an extra policy NAME for --policies: PROFILE with spec.scheduler "
+                    "tunables given as a JSON object, e.g. "
+                    "'lora2=default:{\"weights\": {\"loraAffinity\": 2}}' (tuning experiments)")
     args = ap.parse_args()
+    args.variants = {}
+    for v in args.variant:
+        name, _, rest = v.partition("=")
+        profile, _, js = rest.partition(":")
+        if not name or not profile:
+            ap.error(f"--variant {v!r}: expected NAME=PROFILE:JSON")
+        args.variants[name] = (profile, json.loads(js) if js else {})
     if args.quick:
         sys.exit(cmd_quick(args))
     if args.cmd == "run":
         cmd_run(args)
+    elif args.cmd == "bound":
+        cmd_bound(args)
     elif args.cmd == "report":
         cmd_report(args)
     else:

@@ -448,12 +448,14 @@ class LoraAffinityTest(GatewayTestCase):
         # Fixed load figures (a request waiting for the next 20 ms engine step would otherwise
         # show up in a scrape now and then); the adapter sets stay live.
         cls.hot.set_metrics(waiting=0, kv_usage=0.3)
-        cls.cold.set_metrics(waiting=0, kv_usage=0.1)
+        # 0.15 lower on `cold`: 0.3 points of KV score, less than running vs free slot (0.4 with
+        # weight 4 and loraFreeSlotScore 0.9), more than nothing for gie-default.
+        cls.cold.set_metrics(waiting=0, kv_usage=0.15)
         for pool in pools.values():
             wait_seen(cls.gw, pool, {
                 "lora-b": {"running_lora_adapters": ["sql-lora"], "kv_cache_usage": 0.3,
                            "waiting": 0, "max_lora": 1},
-                "lora-a": {"running_lora_adapters": [], "kv_cache_usage": 0.1, "waiting": 0,
+                "lora-a": {"running_lora_adapters": [], "kv_cache_usage": 0.15, "waiting": 0,
                            "max_lora": 1}},
                 timeout=10)
 
@@ -478,7 +480,7 @@ class LoraAffinityTest(GatewayTestCase):
             self.assertEqual(t["reason"], "lora_affinity", t)
             by_name = {c["endpoint"]: c for c in t["candidates"]}
             self.assertEqual(by_name["lora-b"]["scores"]["lora_affinity"], 1, t)
-            self.assertAlmostEqual(by_name["lora-a"]["scores"]["lora_affinity"], 0.8, 6, t)
+            self.assertAlmostEqual(by_name["lora-a"]["scores"]["lora_affinity"], 0.9, 6, t)
         # The adapter really ran there, under its own name.
         models = [json.loads(r["body"])["model"] for r in self.hot.v1_requests()[-8:]]
         self.assertEqual(models, ["sql-lora"] * 8)

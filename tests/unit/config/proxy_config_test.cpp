@@ -474,6 +474,30 @@ TEST_CASE("ProxyConfig: scheduler ranges") {
   CHECK_HAS(errors(r3), "spec.scheduler.retryAfterSeconds: must be between 1 and 3600 (got 0)");
 }
 
+TEST_CASE("ProxyConfig: loraFreeSlotScore and saturation.prefixHeadroom") {
+  auto s = load_ok(proxy(R"(  scheduler:
+    loraFreeSlotScore: 0.9
+    saturation: {prefixHeadroom: 1.5}
+    pools:
+    - {name: llama, loraFreeSlotScore: 1, saturation: {prefixHeadroom: 0}}
+)"));
+  const SchedulerConfig& c = s->proxy.scheduler;
+  CHECK(c.defaults.lora_free_slot_score == doctest::Approx(0.9));
+  CHECK(c.defaults.prefix_headroom == 1.5);
+  REQUIRE(c.pools.count("default/llama") == 1);
+  CHECK(c.pools.at("default/llama").lora_free_slot_score == 1.0);
+  CHECK(c.pools.at("default/llama").prefix_headroom == 0.0);
+  CHECK_FALSE(load_ok(proxy("  scheduler: {}\n"))->proxy.scheduler.defaults.prefix_headroom);
+
+  auto r = load_bad(proxy(R"(  scheduler:
+    loraFreeSlotScore: 1.5
+    saturation: {prefixHeadroom: -1}
+)"));
+  auto e = errors(r);
+  CHECK_HAS(e, "spec.scheduler.loraFreeSlotScore: must be");
+  CHECK_HAS(e, "spec.scheduler.saturation.prefixHeadroom: must be >= 0 (got -1)");
+}
+
 TEST_CASE("ProxyConfig: scheduler numbers are typed") {
   auto r = load_bad(proxy(R"(  scheduler:
     queueScoreSpan: "5"

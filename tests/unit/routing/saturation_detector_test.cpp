@@ -92,3 +92,26 @@ TEST_CASE("saturation: the per-endpoint limit with headroom") {
   CHECK(d.over_limit(0, 0.95) == FilterReason::kNone);
   CHECK(d.over_limit(0, 0.96) == FilterReason::kSaturatedKvCache);
 }
+
+TEST_CASE("saturation: prefixHeadroom raises the queue limit by the share of the prompt held") {
+  SaturationConfig c;
+  CHECK(c.prefix_headroom == 1.0);  // the default
+  c.prefix_headroom = 1;            // queue limit 5 * (1 + share)
+  SaturationDetector d(c);
+  CHECK(d.over_limit(4.9, 0.1) == FilterReason::kNone);
+  CHECK(d.over_limit(5.0, 0.1) == FilterReason::kSaturatedQueue);  // holds nothing: 5
+  CHECK(d.over_limit(5.0, 0.1, 0.5) == FilterReason::kNone);       // holds half: 7.5
+  CHECK(d.over_limit(7.5, 0.1, 0.5) == FilterReason::kSaturatedQueue);
+  CHECK(d.over_limit(9.9, 0.1, 1.0) == FilterReason::kNone);  // holds it all: 10
+  CHECK(d.over_limit(10, 0.1, 1.0) == FilterReason::kSaturatedQueue);
+  CHECK(d.over_limit(0, 0.8, 1.0) == FilterReason::kSaturatedKvCache);  // KV limit unchanged
+  c.headroom = 0.2;  // adds up: 5 * (1 + 0.2 + 1)
+  SaturationDetector h(c);
+  CHECK(h.over_limit(10.9, 0.1, 1.0) == FilterReason::kNone);
+  CHECK(h.over_limit(11, 0.1, 1.0) == FilterReason::kSaturatedQueue);
+  // Off (0, GIE's detector has no such term): a prefix changes nothing.
+  SaturationConfig gie;
+  gie.prefix_headroom = 0;
+  SaturationDetector off(gie);
+  CHECK(off.over_limit(5.0, 0.1, 1.0) == FilterReason::kSaturatedQueue);
+}

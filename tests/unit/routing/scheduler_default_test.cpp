@@ -455,3 +455,80 @@ TEST_CASE("default: requests sent since the scrape and already answered add no l
   f.view(0).in_flight = 20;
   CHECK(decide(s, f, {}, rng).index == 1u);
 }
+
+TEST_CASE("default: prefixHeadroom lets the pod that holds the prompt queue a little longer") {
+  const std::string prompt = make_prompt(4096, 21);
+  const std::string other = make_prompt(4096, 22);
+  RequestFeatures r;
+  r.model = "m";
+  r.prompt = prompt;
+  for (const double headroom : {0.0, 1.0}) {
+    CAPTURE(headroom);
+    SchedulerConfig c = SchedulerConfig::defaults_for(Profile::kDefault);
+    c.saturation.prefix_headroom = headroom;
+    Scheduler s(c, small_index());
+    Fleet f;
+    f.add(7, 0.2);  // holds the prompt, 7 queued: over the plain limit (5), under 5 * (1 + 1)
+    f.add(0, 0.2);
+    f.add(0, 0.2);
+    SchedulingState seed;
+    s.record_dispatch(f.view(0), r, seed);
+    Rng rng(31);
+    DecisionTrace trace;
+    const Decision d = decide(s, f, r, rng, &trace);
+    if (headroom == 0) {
+      CHECK(trace.candidates[0].filtered == FilterReason::kSaturatedQueue);
+      CHECK(d.index != 0u);
+    } else {
+      // queue: 0 vs 1 (spread 7), prefix: 1 vs 0 -> 3 vs 2 points: the cached pod wins.
+      CHECK(trace.candidates[0].filtered == FilterReason::kNone);
+      CHECK(d.index == 0u);
+      CHECK(d.reason == DecisionReason::kPrefixAffinity);
+      CHECK(d.prefix_match_blocks == 64);
+    }
+    // A prompt the pod does not hold gets no extra headroom.
+    RequestFeatures u = r;
+    u.prompt = other;
+    const Decision du = decide(s, f, u, rng, &trace);
+    CHECK(trace.candidates[0].filtered == FilterReason::kSaturatedQueue);
+    CHECK(du.index != 0u);
+    // Past 5 * (1 + 1) the holder is filtered too.
+    f.metrics(0).waiting = 10;
+    CHECK(decide(s, f, r, rng, &trace).index != 0u);
+    CHECK(trace.candidates[0].filtered == FilterReason::kSaturatedQueue);
+  }
+}
+
+TEST_CASE("default: loraFreeSlotScore decides when a hot adapter spreads to a free slot") {
+  Fleet f;
+  f.add(1, 0.2, {"a1"}, {}, 4);        // runs the adapter, one request queued
+  f.add(0, 0.2, {"a2"}, {}, 4);        // idle, free slots
+  f.add(0, 0.2, {"a2", "a3"}, {}, 2);  // idle, no free slot
+  RequestFeatures r;
+  r.model = "a1";
+  r.lora = LoraHint::kAdapter;
+  for (const double free_slot : {0.8, 0.95}) {
+    CAPTURE(free_slot);
+    SchedulerConfig c = SchedulerConfig::defaults_for(Profile::kDefault);
+    c.lora_free_slot_score = free_slot;
+    Scheduler s(c);
+    Rng rng(32);
+    DecisionTrace trace;
+    for (int i = 0; i < 20; ++i) {
+      const Decision d = decide(s, f, r, rng, &trace);
+      // queue 0.8 vs 1 (span 5): 1.6 + 4 = 5.6 vs 2 + 4 * free_slot (5.2 with GIE's 0.8, 5.8).
+      CHECK(d.index == (free_slot == 0.8 ? 0u : 1u));
+    }
+    CHECK(trace.candidates[1].scores[3] == doctest::Approx(free_slot));
+    CHECK(trace.candidates[2].scores[3] == 0.0);  // no slot: never worth a load elsewhere
+  }
+  // The GIE profiles keep GIE's 0.8 whatever the tunable says.
+  SchedulerConfig g = SchedulerConfig::defaults_for(Profile::kGieDefault);
+  g.weights = {1, 1, 1, 1, 0};
+  g.lora_free_slot_score = 1.0;
+  Scheduler gs(g);
+  Rng rng(33);
+  DecisionTrace trace;
+  decide(gs, f, r, rng, &trace);
+  CHECK(trace.candidates[1].scores[3] == doctest::Approx(0.8));
+}

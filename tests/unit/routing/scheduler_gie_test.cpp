@@ -277,4 +277,12 @@ TEST_CASE("scheduler config validation names the bad field") {
   c = {};
   c.prefix.bytes_per_token = 0;
   CHECK(c.validate().find("bytesPerToken") != std::string::npos);
+  c = {};
+  c.saturation.prefix_headroom = -0.5;
+  CHECK(c.validate().find("prefixHeadroom") != std::string::npos);
+  c = {};
+  c.lora_free_slot_score = 1.2;
+  CHECK(c.validate().find("loraFreeSlotScore") != std::string::npos);
+  c.lora_free_slot_score = 1.0;
+  CHECK(c.validate().empty());
 }
