@@ -270,6 +270,139 @@ bool parse_buffered(RequestParser& parser, beast::flat_buffer& buffer, bool head
   return complete();
 }
 
+// How an exchange left the connection.
+enum class ExchangeEnd {
+  kKeepAlive,    // the next request may follow
+  kClose,        // close now
+  kLingerClose,  // answered before reading everything the client sent: lingering close
+};
+
+// One request on the connection, from its first bytes (in `buffer`) to the end of the response.
+// Its own coroutine, so that the per-exchange state (parser, header arena, request, response
+// adapter) is not part of the idle connection's frame.
+template <typename Stream>
+awaitable<ExchangeEnd> run_exchange(Worker* worker, Stream& stream, beast::flat_buffer& buffer,
+                                    std::string& head, const std::shared_ptr<ClientWatch>& watch,
+                                    const std::string& client_address, bool tls,
+                                    const config::LimitsConfig& limits) {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  bool linger = false;  // an early error left client bytes unread
+
+  // The exchange's header fields (request and upstream response) live in an arena whose
+  // first block comes from the worker's pool; it outlives the parser and the request.
+  std::pmr::monotonic_buffer_resource arena(BlockPool::kArenaInitialSize, &worker->header_blocks());
+  RequestParser parser(std::piecewise_construct, std::make_tuple(),
+                       std::make_tuple(FieldsAllocator(&arena)));
+  parser.header_limit(limits.max_request_header_bytes);
+  parser.body_limit(limits.max_request_body_bytes);
+  error_code hec;
+  if (!parse_buffered(parser, buffer, true, hec) && !hec)
+    hec = co_await read_request_part(&stream, &buffer, &parser, true, limits.header_timeout);
+  if (hec) {
+    if (hec == http::error::body_limit) {
+      // The announced Content-Length is over the limit (Beast checks it with the headers).
+      linger = true;
+      co_await reply_and_close(&stream, worker,
+                               GatewayError::payload_too_large(limits.max_request_body_bytes),
+                               parser.get().version(), limits.idle_timeout);
+    } else if (hec == http::error::header_limit) {
+      linger = true;
+      co_await reply_and_close(&stream, worker,
+                               GatewayError::headers_too_large(limits.max_request_header_bytes), 11,
+                               limits.idle_timeout);
+    } else if (hec == beast::error::timeout) {
+      linger = true;
+      co_await reply_and_close(&stream, worker, GatewayError::request_timeout(), 11,
+                               limits.idle_timeout);
+    } else if (hec != http::error::end_of_stream && hec != asio::error::eof &&
+               hec != asio::error::connection_reset && hec != asio::error::operation_aborted) {
+      linger = true;
+      co_await reply_and_close(
+          &stream, worker,
+          GatewayError::bad_request(fmt::format("malformed HTTP request: {}", hec.message())), 11,
+          limits.idle_timeout);
+    }
+    co_return linger ? ExchangeEnd::kLingerClose : ExchangeEnd::kClose;
+  }
+  const unsigned version = parser.get().version();
+  if (const auto cl = parser.content_length(); cl && *cl > limits.max_request_body_bytes) {
+    linger = true;
+    co_await reply_and_close(&stream, worker,
+                             GatewayError::payload_too_large(limits.max_request_body_bytes),
+                             version, limits.idle_timeout);
+    co_return linger ? ExchangeEnd::kLingerClose : ExchangeEnd::kClose;
+  }
+  if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    tcp_of(stream).expires_after(limits.idle_timeout);
+    auto [cec, cn] = co_await asio::async_write(
+        stream, asio::buffer(kContinue.data(), kContinue.size()), kNoThrow);
+    if (cec) co_return linger ? ExchangeEnd::kLingerClose : ExchangeEnd::kClose;
+  }
+  if (!parser.is_done()) {
+    // Room for simdjson's padding up front, so parsing the body does not copy it.
+    if (const auto cl = parser.content_length())
+      parser.get().body().reserve(static_cast<size_t>(*cl) + kJsonPadding);
+    error_code bec;
+    if (!parse_buffered(parser, buffer, false, bec) && !bec)
+      bec = co_await read_request_part(&stream, &buffer, &parser, false, limits.body_timeout);
+    if (bec) {
+      if (bec == http::error::body_limit) {
+        linger = true;
+        co_await reply_and_close(&stream, worker,
+                                 GatewayError::payload_too_large(limits.max_request_body_bytes),
+                                 version, limits.idle_timeout);
+      } else if (bec == beast::error::timeout) {
+        linger = true;
+        co_await reply_and_close(&stream, worker, GatewayError::request_timeout(), version,
+                                 limits.idle_timeout);
+      } else if (bec != http::error::end_of_stream && bec != asio::error::eof &&
+                 bec != http::error::partial_message && bec != asio::error::connection_reset) {
+        linger = true;
+        co_await reply_and_close(&stream, worker,
+                                 GatewayError::bad_request(
+                                     fmt::format("malformed HTTP request body: {}", bec.message())),
+                                 version, limits.idle_timeout);
+      }
+      co_return linger ? ExchangeEnd::kLingerClose : ExchangeEnd::kClose;
+    }
+  }
+  tcp_of(stream).expires_never();
+
+  // Move-constructed: assigning would copy every field to the heap (the allocators differ).
+  DownstreamRequest request{.msg = parser.release(),
+                            .fields_allocator = FieldsAllocator(&arena),
+                            .client_address = client_address,
+                            .tls = tls,
+                            .received_at = Clock::now()};
+  const bool keep_alive = request.msg.keep_alive() && !worker->context().draining.load();
+  H1Downstream<Stream> downstream(stream, head, limits.idle_timeout, keep_alive, version);
+
+  if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+    watch->limit = limits.max_request_header_bytes;
+    watch->active = true;
+    arm_client_watch(watch);
+    co_await run_pipeline(worker, &request, &downstream);
+    watch->active = false;
+    if (watch->gone) {
+      log::debug("client {} went away mid-request", client_address);
+      co_return linger ? ExchangeEnd::kLingerClose : ExchangeEnd::kClose;
+    }
+  } else {
+    // TLS: bytes must go through the TLS stream, so the watcher is a read on it, run
+    // alongside the pipeline.
+    using namespace asio::experimental::awaitable_operators;
+    const auto outcome = co_await (run_pipeline(worker, &request, &downstream) ||
+                                   watch_client(&stream, &buffer, limits.max_request_header_bytes));
+    if (outcome.index() == 1) {
+      log::debug("client {} went away mid-request", client_address);
+      co_return linger ? ExchangeEnd::kLingerClose : ExchangeEnd::kClose;
+    }
+  }
+  if (!downstream.reusable() || worker->context().draining.load()) co_return ExchangeEnd::kClose;
+  co_return ExchangeEnd::kKeepAlive;
+}
+
 }  // namespace
 
 template <typename Stream>
@@ -326,121 +459,10 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
       }
     }
     entry.idle = false;
-
-    // The exchange's header fields (request and upstream response) live in an arena whose
-    // first block comes from the worker's pool; it outlives the parser and the request.
-    std::pmr::monotonic_buffer_resource arena(BlockPool::kArenaInitialSize,
-                                              &worker->header_blocks());
-    RequestParser parser(std::piecewise_construct, std::make_tuple(),
-                         std::make_tuple(FieldsAllocator(&arena)));
-    parser.header_limit(limits.max_request_header_bytes);
-    parser.body_limit(limits.max_request_body_bytes);
-    error_code hec;
-    if (!parse_buffered(parser, buffer, true, hec) && !hec)
-      hec = co_await read_request_part(&stream, &buffer, &parser, true, limits.header_timeout);
-    if (hec) {
-      if (hec == http::error::body_limit) {
-        // The announced Content-Length is over the limit (Beast checks it with the headers).
-        linger = true;
-        co_await reply_and_close(&stream, worker,
-                                 GatewayError::payload_too_large(limits.max_request_body_bytes),
-                                 parser.get().version(), limits.idle_timeout);
-      } else if (hec == http::error::header_limit) {
-        linger = true;
-        co_await reply_and_close(&stream, worker,
-                                 GatewayError::headers_too_large(limits.max_request_header_bytes),
-                                 11, limits.idle_timeout);
-      } else if (hec == beast::error::timeout) {
-        linger = true;
-        co_await reply_and_close(&stream, worker, GatewayError::request_timeout(), 11,
-                                 limits.idle_timeout);
-      } else if (hec != http::error::end_of_stream && hec != asio::error::eof &&
-                 hec != asio::error::connection_reset && hec != asio::error::operation_aborted) {
-        linger = true;
-        co_await reply_and_close(
-            &stream, worker,
-            GatewayError::bad_request(fmt::format("malformed HTTP request: {}", hec.message())), 11,
-            limits.idle_timeout);
-      }
-      break;
-    }
-    const unsigned version = parser.get().version();
-    if (const auto cl = parser.content_length(); cl && *cl > limits.max_request_body_bytes) {
-      linger = true;
-      co_await reply_and_close(&stream, worker,
-                               GatewayError::payload_too_large(limits.max_request_body_bytes),
-                               version, limits.idle_timeout);
-      break;
-    }
-    if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
-      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      tcp_of(stream).expires_after(limits.idle_timeout);
-      auto [cec, cn] = co_await asio::async_write(
-          stream, asio::buffer(kContinue.data(), kContinue.size()), kNoThrow);
-      if (cec) break;
-    }
-    if (!parser.is_done()) {
-      // Room for simdjson's padding up front, so parsing the body does not copy it.
-      if (const auto cl = parser.content_length())
-        parser.get().body().reserve(static_cast<size_t>(*cl) + kJsonPadding);
-      error_code bec;
-      if (!parse_buffered(parser, buffer, false, bec) && !bec)
-        bec = co_await read_request_part(&stream, &buffer, &parser, false, limits.body_timeout);
-      if (bec) {
-        if (bec == http::error::body_limit) {
-          linger = true;
-          co_await reply_and_close(&stream, worker,
-                                   GatewayError::payload_too_large(limits.max_request_body_bytes),
-                                   version, limits.idle_timeout);
-        } else if (bec == beast::error::timeout) {
-          linger = true;
-          co_await reply_and_close(&stream, worker, GatewayError::request_timeout(), version,
-                                   limits.idle_timeout);
-        } else if (bec != http::error::end_of_stream && bec != asio::error::eof &&
-                   bec != http::error::partial_message && bec != asio::error::connection_reset) {
-          linger = true;
-          co_await reply_and_close(&stream, worker,
-                                   GatewayError::bad_request(fmt::format(
-                                       "malformed HTTP request body: {}", bec.message())),
-                                   version, limits.idle_timeout);
-        }
-        break;
-      }
-    }
-    tcp_of(stream).expires_never();
-
-    // Move-constructed: assigning would copy every field to the heap (the allocators differ).
-    DownstreamRequest request{.msg = parser.release(),
-                              .fields_allocator = FieldsAllocator(&arena),
-                              .client_address = client_address,
-                              .tls = tls,
-                              .received_at = Clock::now()};
-    const bool keep_alive = request.msg.keep_alive() && !ctx.draining.load();
-    H1Downstream<Stream> downstream(stream, head, limits.idle_timeout, keep_alive, version);
-
-    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
-      watch->limit = limits.max_request_header_bytes;
-      watch->active = true;
-      arm_client_watch(watch);
-      co_await run_pipeline(worker, &request, &downstream);
-      watch->active = false;
-      if (watch->gone) {
-        log::debug("client {} went away mid-request", client_address);
-        break;
-      }
-    } else {
-      // TLS: bytes must go through the TLS stream, so the watcher is a read on it, run
-      // alongside the pipeline.
-      using namespace asio::experimental::awaitable_operators;
-      const auto outcome =
-          co_await (run_pipeline(worker, &request, &downstream) ||
-                    watch_client(&stream, &buffer, limits.max_request_header_bytes));
-      if (outcome.index() == 1) {
-        log::debug("client {} went away mid-request", client_address);
-        break;
-      }
-    }
-    if (!downstream.reusable() || ctx.draining.load()) break;
+    const ExchangeEnd end =
+        co_await run_exchange(worker, stream, buffer, head, watch, client_address, tls, limits);
+    if (end == ExchangeEnd::kLingerClose) linger = true;
+    if (end != ExchangeEnd::kKeepAlive) break;
   }
 
   if (watch) {
