@@ -8,11 +8,13 @@
 #include <charconv>
 #include <memory>
 #include <memory_resource>
+#include <optional>
 #include <type_traits>
 
 #include "common/log.h"
 #include "proxy/errors.h"
 #include "proxy/exchange.h"
+#include "proxy/lazy_deadline.h"
 #include "proxy/openai_body.h"
 #include "proxy/pipeline.h"
 #include "proxy/worker.h"
@@ -70,25 +72,44 @@ class H1Downstream final : public Downstream {
 
   awaitable<bool> send_data(std::string_view data) override {
     if (data.empty()) co_return true;
-    tcp_of(stream_).expires_after(write_timeout_);
-    error_code ec;
-    if (chunked_) {
-      std::tie(ec, std::ignore) = co_await asio::async_write(
-          stream_, http::make_chunk(asio::buffer(data.data(), data.size())), kNoThrow);
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      // A streamed body is many small writes (one per batch of SSE events): they share one
+      // lazy inactivity deadline instead of arming and cancelling a timer each.
+      char size_line[24];
+      const auto r = std::to_chars(size_line, size_line + sizeof size_line - 2, data.size(), 16);
+      char* end = r.ptr;
+      *end++ = '\r';
+      *end++ = '\n';
+      const std::array<asio::const_buffer, 3> bufs = {
+          asio::buffer(size_line, chunked_ ? static_cast<size_t>(end - size_line) : 0),
+          asio::buffer(data.data(), data.size()), asio::buffer("\r\n", chunked_ ? 2 : 0)};
+      co_return co_await write_streamed(bufs);
     } else {
-      std::tie(ec, std::ignore) =
-          co_await asio::async_write(stream_, asio::buffer(data.data(), data.size()), kNoThrow);
+      tcp_of(stream_).expires_after(write_timeout_);
+      error_code ec;
+      if (chunked_) {
+        std::tie(ec, std::ignore) = co_await asio::async_write(
+            stream_, http::make_chunk(asio::buffer(data.data(), data.size())), kNoThrow);
+      } else {
+        std::tie(ec, std::ignore) =
+            co_await asio::async_write(stream_, asio::buffer(data.data(), data.size()), kNoThrow);
+      }
+      if (ec) broken_ = true;
+      co_return !ec;
     }
-    if (ec) broken_ = true;
-    co_return !ec;
   }
 
   awaitable<bool> finish() override {
     if (!chunked_) co_return true;
-    tcp_of(stream_).expires_after(write_timeout_);
-    auto [ec, n] = co_await asio::async_write(stream_, http::make_chunk_last(), kNoThrow);
-    if (ec) broken_ = true;
-    co_return !ec;
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      static constexpr std::string_view kLast = "0\r\n\r\n";
+      co_return co_await write_streamed(asio::buffer(kLast.data(), kLast.size()));
+    } else {
+      tcp_of(stream_).expires_after(write_timeout_);
+      auto [ec, n] = co_await asio::async_write(stream_, http::make_chunk_last(), kNoThrow);
+      if (ec) broken_ = true;
+      co_return !ec;
+    }
   }
 
   void abort() override { broken_ = true; }
@@ -97,6 +118,22 @@ class H1Downstream final : public Downstream {
   bool reusable() const { return keep_alive_ && !broken_; }
 
  private:
+  // Plain TCP: a write of a streamed body on the socket itself, under the lazy deadline (a
+  // client that stops reading for write_timeout_ has its write cancelled: the exchange ends).
+  template <typename Buffers>
+  awaitable<bool> write_streamed(const Buffers& bufs) {
+    if (!deadline_) {
+      deadline_.emplace(stream_.get_executor(), write_timeout_, [sock = &stream_.socket()] {
+        error_code ignored;
+        sock->cancel(ignored);
+      });
+    }
+    deadline_->touch();
+    auto [ec, n] = co_await asio::async_write(stream_.socket(), bufs, kNoThrow);
+    if (ec) broken_ = true;
+    co_return !ec;
+  }
+
   // The status line and header block, serialised into head_ (its capacity is the session's,
   // reused from request to request). Framing: Content-Length when known, else chunked
   // (HTTP/1.1; chunked_ is set by the caller) or close-delimited (HTTP/1.0). Connection as
@@ -139,6 +176,7 @@ class H1Downstream final : public Downstream {
   unsigned version_;
   bool chunked_ = false;
   bool broken_ = false;
+  std::optional<LazyDeadline> deadline_;  // plain TCP, streamed bodies
 };
 
 // TLS: watches the client while a request is being proxied. Completes when the client

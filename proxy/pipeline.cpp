@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "proxy/errors.h"
+#include "proxy/lazy_deadline.h"
 #include "proxy/openai_body.h"
 #include "proxy/scraper.h"
 #include "proxy/worker.h"
@@ -319,9 +320,21 @@ bool feed_response(ResponseParser& parser, beast::flat_buffer& buffer, bool head
 // One read from the upstream into its buffer (under the stream's current deadline). The end of
 // the stream ends a close-delimited body (parser done), or is an error: end_of_stream before
 // any byte of the response, partial_message after some.
-awaitable<error_code> read_response_bytes(UpstreamConnection* conn, ResponseParser& parser) {
+// With `deadline` (a streamed body), the read goes to the socket itself under that lazy
+// deadline instead of the stream's per-operation timer; its expiry reads as a timeout.
+awaitable<error_code> read_response_bytes(UpstreamConnection* conn, ResponseParser& parser,
+                                          LazyDeadline* deadline = nullptr) {
   const size_t room = std::max<size_t>(conn->buffer.capacity() - conn->buffer.size(), 4096);
-  auto [ec, n] = co_await conn->stream.async_read_some(conn->buffer.prepare(room), kNoThrow);
+  error_code ec;
+  size_t n = 0;
+  if (deadline != nullptr) {
+    deadline->touch();
+    std::tie(ec, n) =
+        co_await conn->stream.socket().async_read_some(conn->buffer.prepare(room), kNoThrow);
+    if (ec && deadline->expired()) ec = beast::error::timeout;
+  } else {
+    std::tie(ec, n) = co_await conn->stream.async_read_some(conn->buffer.prepare(room), kNoThrow);
+  }
   conn->buffer.commit(n);
   if (ec == asio::error::eof) {
     if (!parser.got_some()) co_return http::error::end_of_stream;
@@ -478,6 +491,7 @@ struct UpstreamBody {
   UpstreamConnection* conn = nullptr;
   ResponseParser* parser = nullptr;
   H2UpstreamStream* h2 = nullptr;
+  LazyDeadline* deadline = nullptr;  // HTTP/1.1, streamed: the relay's inactivity deadline
   bool done() const { return h2 != nullptr ? h2->done() : parser->is_done(); }
 };
 
@@ -496,8 +510,8 @@ awaitable<ReadResult> read_upstream_body(UpstreamBody* up, char* buf, size_t cap
   error_code ec;
   // Bytes already buffered first; read only when they produced nothing.
   while (!feed_response(*up->parser, up->conn->buffer, false, ec) && !ec && body.size == cap) {
-    up->conn->stream.expires_after(timeout);
-    ec = co_await read_response_bytes(up->conn, *up->parser);
+    if (up->deadline == nullptr) up->conn->stream.expires_after(timeout);
+    ec = co_await read_response_bytes(up->conn, *up->parser, up->deadline);
     if (ec) break;
   }
   co_return ReadResult{ec, cap - body.size};
@@ -912,6 +926,16 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
     SseRewriter rewriter(sse ? client_model : std::string());
     std::string events;
     if (!upstream_body.done()) chunk = std::make_unique_for_overwrite<char[]>(kRelayChunk);
+    // HTTP/1.1 upstream: one lazy inactivity deadline for all the body's reads.
+    std::optional<LazyDeadline> idle_deadline;
+    if (conn && !upstream_body.done()) {
+      idle_deadline.emplace(worker->io().get_executor(), limits.upstream_idle_timeout,
+                            [sock = &conn->stream.socket()] {
+                              error_code ignored;
+                              sock->cancel(ignored);
+                            });
+      upstream_body.deadline = &*idle_deadline;
+    }
     while (!upstream_body.done()) {
       const auto r = co_await read_upstream_body(&upstream_body, chunk.get(), kRelayChunk,
                                                  limits.upstream_idle_timeout);

@@ -126,6 +126,31 @@ class MidStreamFailureTest(GatewayTestCase):
         self.assertGreaterEqual(gw.metrics().get("infergate_upstream_errors_total",
                                                  reason="timeout"), 1)
 
+    def test_stream_to_a_client_that_stops_reading_is_cut_after_the_idle_timeout(self):
+        # The client asks for a long stream, then never reads: once the socket buffers are
+        # full the gateway's writes block; after idleTimeout (the write timeout) of no progress
+        # the exchange ends, the pod sees the abort and nothing stays in flight.
+        pod = self.sim("--ttft-ms", "1", "--itl-ms", "0", "--output-tokens", "100000",
+                       pod_name="p", served=["m"])
+        gw = self.gateway(one_pool([endpoint("p", pod.address)], workers=1,
+                                   limits={"idleTimeout": "1s"}))
+        body = json.dumps(chat("m", stream=True, max_tokens=100000, ignore_eos=True)).encode()
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", gw.port))
+        try:
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                      % len(body) + body)
+            started = time.monotonic()
+            wait_until(lambda: pod.stats()["aborted_total"] == 1, 30,
+                       message="the pod saw the stream aborted")
+            self.assertLess(time.monotonic() - started, 25)
+            wait_until(lambda: gw.total_in_flight() == 0, 2, message="in_flight back to 0")
+            self.assertGreaterEqual(gw.metrics().get("infergate_client_aborts_total"), 1)
+        finally:
+            s.close()
+
     def test_upstream_dying_mid_stream(self):
         # Both endpoints die after 3 events: the request must not be retried once bytes
         # reached the client (SPEC §4), so exactly one pod sees it.
