@@ -34,10 +34,12 @@ beast::tcp_stream& tcp_of(Stream& s) {
 template <typename Stream>
 class H1Downstream final : public Downstream {
  public:
-  H1Downstream(Stream& stream, std::string& head, std::chrono::milliseconds write_timeout,
-               bool keep_alive, unsigned version)
+  // `deadline`: the connection's (plain TCP; null on TLS, where the stream's own timeout applies).
+  H1Downstream(Stream& stream, std::string& head, LazyDeadline* deadline,
+               std::chrono::milliseconds write_timeout, bool keep_alive, unsigned version)
       : stream_(stream),
         head_(head),
+        deadline_(deadline),
         write_timeout_(write_timeout),
         keep_alive_(keep_alive),
         version_(version) {}
@@ -47,12 +49,9 @@ class H1Downstream final : public Downstream {
     const bool bodiless = status / 100 == 1 || status == 204 || status == 304;
     if (bodiless) body.clear();
     write_head(status, headers, bodiless ? std::optional<uint64_t>() : body.size());
-    tcp_of(stream_).expires_after(write_timeout_);
     const std::array<asio::const_buffer, 2> bufs = {asio::buffer(head_),
                                                     asio::buffer(body.data(), body.size())};
-    auto [ec, n] = co_await asio::async_write(stream_, bufs, kNoThrow);
-    if (ec) broken_ = true;
-    co_return !ec;
+    co_return co_await write(bufs);
   }
 
   awaitable<bool> send_head(int status, HeaderList headers,
@@ -64,52 +63,28 @@ class H1Downstream final : public Downstream {
         keep_alive_ = false;  // HTTP/1.0: the body ends when the connection closes
     }
     write_head(status, headers, content_length);
-    tcp_of(stream_).expires_after(write_timeout_);
-    auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(head_), kNoThrow);
-    if (ec) broken_ = true;
-    co_return !ec;
+    co_return co_await write(asio::buffer(head_));
   }
 
   awaitable<bool> send_data(std::string_view data) override {
     if (data.empty()) co_return true;
-    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
-      // A streamed body is many small writes (one per batch of SSE events): they share one
-      // lazy inactivity deadline instead of arming and cancelling a timer each.
-      char size_line[24];
-      const auto r = std::to_chars(size_line, size_line + sizeof size_line - 2, data.size(), 16);
-      char* end = r.ptr;
-      *end++ = '\r';
-      *end++ = '\n';
-      const std::array<asio::const_buffer, 3> bufs = {
-          asio::buffer(size_line, chunked_ ? static_cast<size_t>(end - size_line) : 0),
-          asio::buffer(data.data(), data.size()), asio::buffer("\r\n", chunked_ ? 2 : 0)};
-      co_return co_await write_streamed(bufs);
-    } else {
-      tcp_of(stream_).expires_after(write_timeout_);
-      error_code ec;
-      if (chunked_) {
-        std::tie(ec, std::ignore) = co_await asio::async_write(
-            stream_, http::make_chunk(asio::buffer(data.data(), data.size())), kNoThrow);
-      } else {
-        std::tie(ec, std::ignore) =
-            co_await asio::async_write(stream_, asio::buffer(data.data(), data.size()), kNoThrow);
-      }
-      if (ec) broken_ = true;
-      co_return !ec;
-    }
+    if (!chunked_) co_return co_await write(asio::buffer(data.data(), data.size()));
+    // One gathered write: chunk size line, data, CRLF.
+    char size_line[24];
+    const auto r = std::to_chars(size_line, size_line + sizeof size_line - 2, data.size(), 16);
+    char* end = r.ptr;
+    *end++ = '\r';
+    *end++ = '\n';
+    const std::array<asio::const_buffer, 3> bufs = {
+        asio::buffer(size_line, static_cast<size_t>(end - size_line)),
+        asio::buffer(data.data(), data.size()), asio::buffer("\r\n", 2)};
+    co_return co_await write(bufs);
   }
 
   awaitable<bool> finish() override {
     if (!chunked_) co_return true;
-    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
-      static constexpr std::string_view kLast = "0\r\n\r\n";
-      co_return co_await write_streamed(asio::buffer(kLast.data(), kLast.size()));
-    } else {
-      tcp_of(stream_).expires_after(write_timeout_);
-      auto [ec, n] = co_await asio::async_write(stream_, http::make_chunk_last(), kNoThrow);
-      if (ec) broken_ = true;
-      co_return !ec;
-    }
+    static constexpr std::string_view kLast = "0\r\n\r\n";
+    co_return co_await write(asio::buffer(kLast.data(), kLast.size()));
   }
 
   void abort() override { broken_ = true; }
@@ -118,18 +93,20 @@ class H1Downstream final : public Downstream {
   bool reusable() const { return keep_alive_ && !broken_; }
 
  private:
-  // Plain TCP: a write of a streamed body on the socket itself, under the lazy deadline (a
-  // client that stops reading for write_timeout_ has its write cancelled: the exchange ends).
+  // One write under the write timeout. Plain TCP: on the socket itself under the connection's
+  // lazy deadline (a client that stops reading for write_timeout_ has its write cancelled);
+  // TLS: through the stream, whose own timeout applies.
   template <typename Buffers>
-  awaitable<bool> write_streamed(const Buffers& bufs) {
-    if (!deadline_) {
-      deadline_.emplace(stream_.get_executor(), write_timeout_, [sock = &stream_.socket()] {
-        error_code ignored;
-        sock->cancel(ignored);
-      });
+  awaitable<bool> write(const Buffers& bufs) {
+    error_code ec;
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      deadline_->arm_for(write_timeout_);
+      std::tie(ec, std::ignore) = co_await asio::async_write(stream_.socket(), bufs, kNoThrow);
+      deadline_->disarm();
+    } else {
+      tcp_of(stream_).expires_after(write_timeout_);
+      std::tie(ec, std::ignore) = co_await asio::async_write(stream_, bufs, kNoThrow);
     }
-    deadline_->touch();
-    auto [ec, n] = co_await asio::async_write(stream_.socket(), bufs, kNoThrow);
     if (ec) broken_ = true;
     co_return !ec;
   }
@@ -171,12 +148,12 @@ class H1Downstream final : public Downstream {
 
   Stream& stream_;
   std::string& head_;
+  LazyDeadline* deadline_;
   std::chrono::milliseconds write_timeout_;
   bool keep_alive_;
   unsigned version_;
   bool chunked_ = false;
   bool broken_ = false;
-  std::optional<LazyDeadline> deadline_;  // plain TCP, streamed bodies
 };
 
 // TLS: watches the client while a request is being proxied. Completes when the client
@@ -219,10 +196,9 @@ struct ClientWatch {
   beast::flat_buffer* buffer = nullptr;
   asio::cancellation_signal* cancel = nullptr;
   size_t limit = 0;
-  bool active = false;        // a request is being proxied
-  bool waiting = false;       // an async_wait is pending
-  bool gone = false;          // the client closed or reset during the exchange
-  bool idle_waiting = false;  // the session waits for the next request (under its deadline)
+  bool active = false;   // a request is being proxied
+  bool waiting = false;  // an async_wait is pending
+  bool gone = false;     // the client closed or reset during the exchange
 };
 
 void arm_client_watch(const std::shared_ptr<ClientWatch>& w) {
@@ -246,11 +222,12 @@ void arm_client_watch(const std::shared_ptr<ClientWatch>& w) {
 
 // Early errors (before a request reaches the pipeline) close the connection afterwards.
 template <typename Stream>
-awaitable<void> reply_and_close(Stream* stream, Worker* worker, const GatewayError& e,
-                                unsigned version, std::chrono::milliseconds timeout) {
+awaitable<void> reply_and_close(Stream* stream, Worker* worker, LazyDeadline* deadline,
+                                const GatewayError& e, unsigned version,
+                                std::chrono::milliseconds timeout) {
   worker->context().metrics.http_requests(e.status).Increment();
   std::string head;
-  H1Downstream<Stream> down(*stream, head, timeout, false, version);
+  H1Downstream<Stream> down(*stream, head, deadline, timeout, false, version);
   co_await send_error(&down, e, worker->new_request_id());
 }
 
@@ -320,7 +297,8 @@ enum class ExchangeEnd {
 // adapter) is not part of the idle connection's frame.
 template <typename Stream>
 awaitable<ExchangeEnd> run_exchange(Worker* worker, Stream& stream, beast::flat_buffer& buffer,
-                                    std::string& head, const std::shared_ptr<ClientWatch>& watch,
+                                    std::string& head, LazyDeadline* deadline,
+                                    const std::shared_ptr<ClientWatch>& watch,
                                     const std::string& client_address, bool tls,
                                     const config::LimitsConfig& limits) {
   co_await asio::this_coro::throw_if_cancelled(false);
@@ -340,23 +318,23 @@ awaitable<ExchangeEnd> run_exchange(Worker* worker, Stream& stream, beast::flat_
     if (hec == http::error::body_limit) {
       // The announced Content-Length is over the limit (Beast checks it with the headers).
       linger = true;
-      co_await reply_and_close(&stream, worker,
+      co_await reply_and_close(&stream, worker, deadline,
                                GatewayError::payload_too_large(limits.max_request_body_bytes),
                                parser.get().version(), limits.idle_timeout);
     } else if (hec == http::error::header_limit) {
       linger = true;
-      co_await reply_and_close(&stream, worker,
+      co_await reply_and_close(&stream, worker, deadline,
                                GatewayError::headers_too_large(limits.max_request_header_bytes), 11,
                                limits.idle_timeout);
     } else if (hec == beast::error::timeout) {
       linger = true;
-      co_await reply_and_close(&stream, worker, GatewayError::request_timeout(), 11,
+      co_await reply_and_close(&stream, worker, deadline, GatewayError::request_timeout(), 11,
                                limits.idle_timeout);
     } else if (hec != http::error::end_of_stream && hec != asio::error::eof &&
                hec != asio::error::connection_reset && hec != asio::error::operation_aborted) {
       linger = true;
       co_await reply_and_close(
-          &stream, worker,
+          &stream, worker, deadline,
           GatewayError::bad_request(fmt::format("malformed HTTP request: {}", hec.message())), 11,
           limits.idle_timeout);
     }
@@ -365,7 +343,7 @@ awaitable<ExchangeEnd> run_exchange(Worker* worker, Stream& stream, beast::flat_
   const unsigned version = parser.get().version();
   if (const auto cl = parser.content_length(); cl && *cl > limits.max_request_body_bytes) {
     linger = true;
-    co_await reply_and_close(&stream, worker,
+    co_await reply_and_close(&stream, worker, deadline,
                              GatewayError::payload_too_large(limits.max_request_body_bytes),
                              version, limits.idle_timeout);
     co_return linger ? ExchangeEnd::kLingerClose : ExchangeEnd::kClose;
@@ -387,17 +365,17 @@ awaitable<ExchangeEnd> run_exchange(Worker* worker, Stream& stream, beast::flat_
     if (bec) {
       if (bec == http::error::body_limit) {
         linger = true;
-        co_await reply_and_close(&stream, worker,
+        co_await reply_and_close(&stream, worker, deadline,
                                  GatewayError::payload_too_large(limits.max_request_body_bytes),
                                  version, limits.idle_timeout);
       } else if (bec == beast::error::timeout) {
         linger = true;
-        co_await reply_and_close(&stream, worker, GatewayError::request_timeout(), version,
-                                 limits.idle_timeout);
+        co_await reply_and_close(&stream, worker, deadline, GatewayError::request_timeout(),
+                                 version, limits.idle_timeout);
       } else if (bec != http::error::end_of_stream && bec != asio::error::eof &&
                  bec != http::error::partial_message && bec != asio::error::connection_reset) {
         linger = true;
-        co_await reply_and_close(&stream, worker,
+        co_await reply_and_close(&stream, worker, deadline,
                                  GatewayError::bad_request(
                                      fmt::format("malformed HTTP request body: {}", bec.message())),
                                  version, limits.idle_timeout);
@@ -414,7 +392,7 @@ awaitable<ExchangeEnd> run_exchange(Worker* worker, Stream& stream, beast::flat_
                             .tls = tls,
                             .received_at = Clock::now()};
   const bool keep_alive = request.msg.keep_alive() && !worker->context().draining.load();
-  H1Downstream<Stream> downstream(stream, head, limits.idle_timeout, keep_alive, version);
+  H1Downstream<Stream> downstream(stream, head, deadline, limits.idle_timeout, keep_alive, version);
 
   if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
     watch->limit = limits.max_request_header_bytes;
@@ -457,7 +435,14 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
     watch->buffer = &buffer;
     watch->cancel = &entry.cancel;
   }
-  asio::steady_timer idle_timer(tcp_of(stream).get_executor());
+  // Plain TCP: the connection's deadline (the idle wait, then each write of a response).
+  std::optional<LazyDeadline> deadline;
+  if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+    deadline.emplace(tcp_of(stream).get_executor(), [sock = &stream.socket()] {
+      error_code ignored;
+      sock->cancel(ignored);
+    });
+  }
 
   for (;;) {
     const RuntimeStatePtr state = ctx.state.load();
@@ -471,20 +456,11 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
       if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
         // An idle connection holds no read buffer: wait for readiness (usually queued behind the
         // client watcher's pending wait, so no syscall), then read. The deadline cancels the
-        // socket's operations; it is guarded by the shared watch state, as its handler may run
-        // after the session ended.
+        // socket's operations.
         buffer.shrink_to_fit();
-        idle_timer.expires_after(limits.idle_timeout);
-        watch->idle_waiting = true;
-        idle_timer.async_wait([w = watch](const error_code& ec) {
-          if (!ec && w->idle_waiting && w->socket != nullptr) {
-            error_code ignored;
-            w->socket->cancel(ignored);
-          }
-        });
+        deadline->arm_for(limits.idle_timeout);
         auto [wec] = co_await stream.socket().async_wait(tcp::socket::wait_read, kNoThrow);
-        watch->idle_waiting = false;
-        idle_timer.cancel();
+        deadline->disarm();
         if (wec) break;  // idle timeout, or woken by a drain
         auto [rec, n] = co_await stream.socket().async_read_some(buffer.prepare(4096), kNoThrow);
         if (rec) break;  // closed
@@ -498,7 +474,8 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
     }
     entry.idle = false;
     const ExchangeEnd end =
-        co_await run_exchange(worker, stream, buffer, head, watch, client_address, tls, limits);
+        co_await run_exchange(worker, stream, buffer, head, deadline ? &*deadline : nullptr, watch,
+                              client_address, tls, limits);
     if (end == ExchangeEnd::kLingerClose) linger = true;
     if (end != ExchangeEnd::kKeepAlive) break;
   }

@@ -320,21 +320,13 @@ bool feed_response(ResponseParser& parser, beast::flat_buffer& buffer, bool head
 // One read from the upstream into its buffer (under the stream's current deadline). The end of
 // the stream ends a close-delimited body (parser done), or is an error: end_of_stream before
 // any byte of the response, partial_message after some.
-// With `deadline` (a streamed body), the read goes to the socket itself under that lazy
-// deadline instead of the stream's per-operation timer; its expiry reads as a timeout.
-awaitable<error_code> read_response_bytes(UpstreamConnection* conn, ResponseParser& parser,
-                                          LazyDeadline* deadline = nullptr) {
+// The read is on the socket under the connection's deadline (armed by the caller); its expiry
+// reads as beast::error::timeout.
+awaitable<error_code> read_response_bytes(UpstreamConnection* conn, ResponseParser& parser) {
   const size_t room = std::max<size_t>(conn->buffer.capacity() - conn->buffer.size(), 4096);
-  error_code ec;
-  size_t n = 0;
-  if (deadline != nullptr) {
-    deadline->touch();
-    std::tie(ec, n) =
-        co_await conn->stream.socket().async_read_some(conn->buffer.prepare(room), kNoThrow);
-    if (ec && deadline->expired()) ec = beast::error::timeout;
-  } else {
-    std::tie(ec, n) = co_await conn->stream.async_read_some(conn->buffer.prepare(room), kNoThrow);
-  }
+  auto [ec, n] =
+      co_await conn->stream.socket().async_read_some(conn->buffer.prepare(room), kNoThrow);
+  if (ec && conn->deadline.expired()) ec = beast::error::timeout;
   conn->buffer.commit(n);
   if (ec == asio::error::eof) {
     if (!parser.got_some()) co_return http::error::end_of_stream;
@@ -371,12 +363,16 @@ awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep, const s
       }
     }
     ++conn->uses;
-    conn->stream.expires_after(limits->upstream_response_timeout);
+    // From here to the response header: upstreamResponseTimeout.
+    conn->stream.expires_never();
+    conn->deadline.arm_for(limits->upstream_response_timeout);
     // Head and body in one gathered write (Beast's serializer walks a buffer sequence per field).
     const std::array<asio::const_buffer, 2> out = {
         asio::buffer(*head), asio::buffer(msg->body().data(), msg->body().size())};
-    auto [wec, written] = co_await asio::async_write(conn->stream, out, kNoThrow);
+    auto [wec, written] = co_await asio::async_write(conn->stream.socket(), out, kNoThrow);
+    if (wec && conn->deadline.expired()) wec = beast::error::timeout;
     if (wec) {
+      conn->deadline.disarm();
       if (co_await cancelled()) co_return Attempt{AttemptStatus::kCancelled, {}, nullptr};
       if (reused) continue;  // the server closed the idle connection: try a fresh one
       gm.upstream_errors(wec == beast::error::timeout ? "timeout" : "reset").Increment();
@@ -419,6 +415,7 @@ awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep, const s
       }
       const int status = (*parser)->get().result_int();
       if (status >= 100 && status < 200 && status != 101) continue;  // interim: skip
+      conn->deadline.disarm();
       co_return Attempt{AttemptStatus::kOk, {}, std::move(conn)};
     }
   }
@@ -491,7 +488,6 @@ struct UpstreamBody {
   UpstreamConnection* conn = nullptr;
   ResponseParser* parser = nullptr;
   H2UpstreamStream* h2 = nullptr;
-  LazyDeadline* deadline = nullptr;  // HTTP/1.1, streamed: the relay's inactivity deadline
   bool done() const { return h2 != nullptr ? h2->done() : parser->is_done(); }
 };
 
@@ -510,8 +506,9 @@ awaitable<ReadResult> read_upstream_body(UpstreamBody* up, char* buf, size_t cap
   error_code ec;
   // Bytes already buffered first; read only when they produced nothing.
   while (!feed_response(*up->parser, up->conn->buffer, false, ec) && !ec && body.size == cap) {
-    if (up->deadline == nullptr) up->conn->stream.expires_after(timeout);
-    ec = co_await read_response_bytes(up->conn, *up->parser, up->deadline);
+    up->conn->deadline.arm_for(timeout);
+    ec = co_await read_response_bytes(up->conn, *up->parser);
+    up->conn->deadline.disarm();
     if (ec) break;
   }
   co_return ReadResult{ec, cap - body.size};
@@ -926,16 +923,6 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
     SseRewriter rewriter(sse ? client_model : std::string());
     std::string events;
     if (!upstream_body.done()) chunk = std::make_unique_for_overwrite<char[]>(kRelayChunk);
-    // HTTP/1.1 upstream: one lazy inactivity deadline for all the body's reads.
-    std::optional<LazyDeadline> idle_deadline;
-    if (conn && !upstream_body.done()) {
-      idle_deadline.emplace(worker->io().get_executor(), limits.upstream_idle_timeout,
-                            [sock = &conn->stream.socket()] {
-                              error_code ignored;
-                              sock->cancel(ignored);
-                            });
-      upstream_body.deadline = &*idle_deadline;
-    }
     while (!upstream_body.done()) {
       const auto r = co_await read_upstream_body(&upstream_body, chunk.get(), kRelayChunk,
                                                  limits.upstream_idle_timeout);

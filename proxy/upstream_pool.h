@@ -10,6 +10,7 @@
 
 #include "proxy/asio.h"
 #include "proxy/h2_upstream.h"
+#include "proxy/lazy_deadline.h"
 
 namespace infergate::proxy {
 
@@ -17,10 +18,20 @@ struct UpstreamConnection {
   // Beast sizes each read by the buffer's free capacity (at least 512 bytes): reserving up front
   // reads a typical response (head and body) in one call instead of 512-byte pieces.
   static constexpr size_t kReadBuffer = 16 * 1024;
-  explicit UpstreamConnection(asio::any_io_executor ex) : stream(std::move(ex)) {
+  explicit UpstreamConnection(asio::any_io_executor ex)
+      : stream(ex), deadline(ex, [this] {
+          error_code ignored;
+          stream.socket().cancel(ignored);
+        }) {
     buffer.reserve(kReadBuffer);
   }
-  beast::tcp_stream stream;
+  UpstreamConnection(const UpstreamConnection&) = delete;
+  UpstreamConnection& operator=(const UpstreamConnection&) = delete;
+  beast::tcp_stream stream;  // the stream's own timeout is used for the connect only
+  // Reads and writes go to the socket under this deadline (the response timeout for the
+  // request and the response header, the idle timeout for each body read); its expiry cancels
+  // them, and they report beast::error::timeout.
+  LazyDeadline deadline;
   beast::flat_buffer buffer;  // bytes read from the upstream but not yet parsed
   uint64_t uses = 0;
 };
@@ -39,6 +50,7 @@ class UpstreamPool {
   void give_back(std::unique_ptr<UpstreamConnection> c, size_t max_idle) {
     if (idle_.size() >= max_idle || c->buffer.size() != 0) return;  // destructor closes it
     c->stream.expires_never();
+    c->deadline.disarm();
     idle_.push_back(std::move(c));
   }
 

@@ -151,6 +151,30 @@ class MidStreamFailureTest(GatewayTestCase):
         finally:
             s.close()
 
+    def test_idle_keepalive_connection_is_closed_after_the_idle_timeout(self):
+        pod = self.sim(pod_name="p", served=["m"])
+        gw = self.gateway(one_pool([endpoint("p", pod.address)], workers=1,
+                                   limits={"idleTimeout": "1s"}))
+        body = json.dumps(completion("m")).encode()
+        s = socket.create_connection(("127.0.0.1", gw.port))
+        try:
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                      % len(body) + body)
+            s.settimeout(5)
+            first = s.recv(65536)
+            self.assertTrue(first.startswith(b"HTTP/1.1 200"), first[:100])
+            started = time.monotonic()
+            while True:  # the rest of the response, then the close
+                data = s.recv(65536)
+                if not data:
+                    break
+            waited = time.monotonic() - started
+            self.assertGreater(waited, 0.8, "closed before the idle timeout")
+            self.assertLess(waited, 3.0, "not closed after the idle timeout (1s)")
+        finally:
+            s.close()
+
     def test_upstream_dying_mid_stream(self):
         # Both endpoints die after 3 events: the request must not be retried once bytes
         # reached the client (SPEC §4), so exactly one pod sees it.
