@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "common/log.h"
+#include "proxy/block_pool.h"
 #include "proxy/errors.h"
 #include "proxy/pipeline.h"
 #include "proxy/worker.h"
@@ -18,9 +19,18 @@ namespace infergate::proxy {
 using Clock = std::chrono::steady_clock;
 
 struct Http2Session::Stream {
-  explicit Stream(asio::any_io_executor ex, int32_t stream_id)
-      : id(stream_id), drained(std::move(ex)) {}
+  Stream(asio::any_io_executor ex, int32_t stream_id, std::pmr::memory_resource* blocks)
+      : id(stream_id),
+        arena(BlockPool::kArenaInitialSize,
+              blocks != nullptr ? blocks : std::pmr::new_delete_resource()),
+        request{.msg = Request(std::piecewise_construct, std::make_tuple(),
+                               std::make_tuple(FieldsAllocator(&arena))),
+                .fields_allocator = FieldsAllocator(&arena)},
+        drained(std::move(ex)) {}
   int32_t id;
+  // The stream's header fields (the request's and the upstream response's), as an HTTP/1.1
+  // exchange has them; declared before `request`, which it outlives.
+  std::pmr::monotonic_buffer_resource arena;
   DownstreamRequest request;
   std::string method, path, authority;
   size_t header_bytes = 0;
@@ -247,7 +257,7 @@ void Http2Session::connection_lost() {
 }
 
 int Http2Session::on_begin_headers(int32_t stream_id) {
-  auto s = std::make_shared<Stream>(ex_, stream_id);
+  auto s = std::make_shared<Stream>(ex_, stream_id, settings_.header_blocks);
   s->request.client_address = settings_.client_address;
   s->request.tls = settings_.tls;
   nghttp2_session_set_stream_user_data(session_, stream_id, s.get());
@@ -561,6 +571,7 @@ awaitable<void> run_http2_session(Worker* worker, Stream& stream, Worker::Sessio
   settings.max_body_bytes = limits.max_request_body_bytes;
   settings.client_address = client_address;
   settings.tls = tls;
+  settings.header_blocks = &worker->header_blocks();
   const auto idle_timeout = limits.idle_timeout;
   auto ex = stream.get_executor();
   Http2Session session(

@@ -27,6 +27,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <memory_resource>
 #include <string>
 
 #include "proxy/asio.h"
@@ -44,6 +45,9 @@ class Http2Session {
     size_t stream_buffer_bytes = 64u << 10;      // queued response bytes before send_data waits
     std::string client_address;
     bool tls = false;
+    // Where each stream's header arena takes its first block (the worker's BlockPool); null:
+    // the heap.
+    std::pmr::memory_resource* header_blocks = nullptr;
   };
   // Runs one request to completion. Must honour per-operation cancellation (run_pipeline does).
   using Handler = std::function<awaitable<void>(DownstreamRequest*, Downstream*)>;
