@@ -206,20 +206,22 @@ awaitable<void> H2UpstreamSession::write_loop() {
 }
 
 std::shared_ptr<H2UpstreamStream> H2UpstreamSession::submit(const Request& msg,
+                                                            std::span<const H2FieldView> fields,
                                                             const std::string& authority) {
   if (dead_ || goaway_) return nullptr;
   auto s = std::make_shared<H2UpstreamStream>(stream_.get_executor());
   s->out = msg.body();
-  std::vector<std::string> names;
-  names.reserve(std::distance(msg.begin(), msg.end()));
-  for (const auto& f : msg) {
-    if (is_connection_specific(f.name_string())) continue;
-    std::string lower(f.name_string());
+  std::vector<std::string> names;  // lower-cased, as HTTP/2 requires
+  names.reserve(fields.size());
+  for (const auto& [name, value] : fields) {
+    if (is_connection_specific(name)) continue;
+    std::string lower(name);
     std::transform(lower.begin(), lower.end(), lower.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     names.push_back(std::move(lower));
   }
   std::vector<nghttp2_nv> nva;
+  nva.reserve(names.size() + 4);
   auto add = [&](std::string_view n, std::string_view v) {
     nva.push_back(nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
                              reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(),
@@ -232,9 +234,9 @@ std::shared_ptr<H2UpstreamStream> H2UpstreamSession::submit(const Request& msg,
   add(":authority", authority);
   add(":path", path);
   size_t k = 0;
-  for (const auto& f : msg) {
-    if (is_connection_specific(f.name_string())) continue;
-    add(names[k++], f.value());
+  for (const auto& [name, value] : fields) {
+    if (is_connection_specific(name)) continue;
+    add(names[k++], value);
   }
   nghttp2_data_provider prd{};
   prd.source.ptr = s.get();

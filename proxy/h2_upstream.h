@@ -15,13 +15,19 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "proxy/asio.h"
 #include "proxy/exchange.h"
 
 namespace infergate::proxy {
+
+// A header field of a request to submit: views that must stay valid during submit().
+using H2FieldView = std::pair<std::string_view, std::string_view>;
 
 class H2UpstreamSession;
 
@@ -70,8 +76,11 @@ class H2UpstreamSession : public std::enable_shared_from_this<H2UpstreamSession>
   // Connects and starts the session loops. Error: connect failure or timeout.
   awaitable<error_code> connect(const std::vector<tcp::endpoint>& addresses,
                                 std::chrono::milliseconds timeout);
-  // Opens a stream for `msg` (its body is copied). Null if the session cannot take it.
-  std::shared_ptr<H2UpstreamStream> submit(const Request& msg, const std::string& authority);
+  // Opens a stream for `msg`'s method, target and body (copied) with the header `fields` (the
+  // pipeline's upstream fields; connection-specific ones and Host are left out, Host becomes
+  // :authority). Null if the session cannot take it.
+  std::shared_ptr<H2UpstreamStream> submit(const Request& msg, std::span<const H2FieldView> fields,
+                                           const std::string& authority);
   // Has a free stream slot (below the pod's SETTINGS_MAX_CONCURRENT_STREAMS and `cap`).
   bool usable(uint32_t cap) const;
   bool alive() const { return !dead_; }

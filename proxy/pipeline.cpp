@@ -10,6 +10,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <span>
 
 #include "common/log.h"
 #include "proxy/errors.h"
@@ -89,55 +90,26 @@ bool dropped_request_field(std::string_view name) {
          starts_with_icase(name, "x-gateway-destination-endpoint");
 }
 
-// What the pod receives (h2c upstreams): the client's request without the dropped fields and the
-// fields named by Connection, plus x-request-id and x-forwarded-*, HTTP/1.1, Content-Length of
-// the (rewritten) body.
-void prepare_upstream_request(Request& msg, const DownstreamRequest& req,
-                              const std::string& request_id) {
-  std::vector<std::string> drop;
-  for (const auto& f : msg) {
-    const auto name = f.name_string();
-    if (dropped_request_field(name)) drop.emplace_back(name);
-    if (f.name() == http::field::connection) collect_connection_tokens(f.value(), drop);
-  }
-  for (const auto& n : drop) msg.erase(n);
-  msg.set("x-request-id", request_id);
-  const auto xff = msg["x-forwarded-for"];
-  if (xff.empty()) {
-    msg.set("x-forwarded-for", req.client_address);
-  } else {
-    msg.set("x-forwarded-for", fmt::format("{}, {}", xff, req.client_address));
-  }
-  msg.set("x-forwarded-proto", req.tls ? "https" : "http");
-  msg.version(11);
-  msg.keep_alive(true);
-  msg.prepare_payload();
-}
+// Values for_each_upstream_field builds; they must outlive the use of the fields.
+struct UpstreamFieldScratch {
+  std::string forwarded_for;
+  std::array<char, 24> length{};
+};
 
-// The same request as prepare_upstream_request would make it, serialised for an HTTP/1.1
-// upstream straight from the client's fields (no field is inserted into or erased from the
-// message: each would allocate).
-void serialize_upstream_head(const Request& msg, const DownstreamRequest& req,
-                             std::string_view request_id, std::string& out) {
+// The header fields the pod receives (HTTP/1.1 and h2c upstreams alike), in order: the client's
+// fields without the dropped ones and those named by Connection, then x-request-id,
+// x-forwarded-for (the client's, appended to), x-forwarded-proto and the Content-Length of the
+// (rewritten) body. Nothing is inserted into or erased from the message (each would allocate).
+template <typename Put>
+void for_each_upstream_field(const Request& msg, const DownstreamRequest& req,
+                             std::string_view request_id, UpstreamFieldScratch& scratch,
+                             Put&& put) {
   boost::container::small_vector<std::string_view, 4> listed;  // named by Connection
   std::string_view xff;
   for (const auto& f : msg) {
     if (f.name() == http::field::connection) collect_connection_tokens(f.value(), listed);
     if (beast::iequals(f.name_string(), "x-forwarded-for")) xff = f.value();
   }
-  const auto put = [&out](std::string_view name, std::string_view value) {
-    out.append(name.data(), name.size());
-    out.append(": ");
-    out.append(value.data(), value.size());
-    out.append("\r\n");
-  };
-  out.clear();
-  const auto method = msg.method_string();
-  const auto target = msg.target();
-  out.append(method.data(), method.size());
-  out.push_back(' ');
-  out.append(target.data(), target.size());
-  out.append(" HTTP/1.1\r\n");
   for (const auto& f : msg) {
     const auto name = f.name_string();
     if (dropped_request_field(name) || f.name() == http::field::content_length ||
@@ -153,16 +125,35 @@ void serialize_upstream_head(const Request& msg, const DownstreamRequest& req,
   if (xff.empty()) {
     put("x-forwarded-for", req.client_address);
   } else {
-    out.append("x-forwarded-for: ");
-    out.append(xff.data(), xff.size());
-    out.append(", ");
-    out.append(req.client_address);
-    out.append("\r\n");
+    scratch.forwarded_for.assign(xff.data(), xff.size());
+    scratch.forwarded_for.append(", ");
+    scratch.forwarded_for.append(req.client_address);
+    put("x-forwarded-for", scratch.forwarded_for);
   }
   put("x-forwarded-proto", req.tls ? "https" : "http");
-  char num[24];
-  const auto r = std::to_chars(num, num + sizeof num, msg.body().size());
-  put("Content-Length", std::string_view(num, static_cast<size_t>(r.ptr - num)));
+  auto& n = scratch.length;
+  const auto r = std::to_chars(n.data(), n.data() + n.size(), msg.body().size());
+  put("Content-Length", std::string_view(n.data(), static_cast<size_t>(r.ptr - n.data())));
+}
+
+// An HTTP/1.1 upstream's request line and header block.
+void serialize_upstream_head(const Request& msg, const DownstreamRequest& req,
+                             std::string_view request_id, std::string& out) {
+  out.clear();
+  const auto method = msg.method_string();
+  const auto target = msg.target();
+  out.append(method.data(), method.size());
+  out.push_back(' ');
+  out.append(target.data(), target.size());
+  out.append(" HTTP/1.1\r\n");
+  UpstreamFieldScratch scratch;
+  for_each_upstream_field(msg, req, request_id, scratch,
+                          [&out](std::string_view name, std::string_view value) {
+                            out.append(name.data(), name.size());
+                            out.append(": ");
+                            out.append(value.data(), value.size());
+                            out.append("\r\n");
+                          });
   out.append("\r\n");
 }
 
@@ -431,6 +422,7 @@ awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep, const s
 // response headers. A stream reset or a connection lost before the headers is retried on
 // another endpoint, like a reset HTTP/1.1 connection.
 awaitable<Attempt> attempt_h2_endpoint(Worker* worker, EndpointRuntime* ep, Request* msg,
+                                       std::span<const H2FieldView> fields,
                                        const config::LimitsConfig* limits) {
   auto& gm = worker->context().metrics;
   auto& pool = worker->upstream(ep->id);
@@ -457,7 +449,8 @@ awaitable<Attempt> attempt_h2_endpoint(Worker* worker, EndpointRuntime* ep, Requ
   // :authority is the client's Host, as HTTP/1.1 upstreams receive it.
   const auto host = (*msg)[http::field::host];
   auto stream = session->submit(
-      *msg, host.empty() ? fmt::format("{}:{}", where.host, where.port) : std::string(host));
+      *msg, fields,
+      host.empty() ? fmt::format("{}:{}", where.host, where.port) : std::string(host));
   if (!stream) {
     gm.upstream_errors("protocol").Increment();
     co_return Attempt{AttemptStatus::kRetry,
@@ -667,9 +660,14 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
   if (info.tools_length > 0 && tools_offset + info.tools_length <= body.size())
     features.tools = std::string_view(body).substr(tools_offset, info.tools_length);
   const bool h2c = pool->pool->app_protocol == config::AppProtocol::kH2c;
-  std::string upstream_head;  // HTTP/1.1 upstreams: the request head, written with the body
+  std::string upstream_head;        // HTTP/1.1 upstreams: the request head, written with the body
+  UpstreamFieldScratch h2_scratch;  // h2c upstreams: the fields, as views
+  std::vector<H2FieldView> h2_fields;
   if (h2c) {
-    prepare_upstream_request(msg, *request, request_id);
+    for_each_upstream_field(msg, *request, request_id, h2_scratch,
+                            [&h2_fields](std::string_view name, std::string_view value) {
+                              h2_fields.emplace_back(name, value);
+                            });
   } else {
     upstream_head.reserve(msg.target().size() + 512);
     serialize_upstream_head(msg, *request, request_id, upstream_head);
@@ -793,7 +791,7 @@ awaitable<void> run_pipeline(Worker* worker, DownstreamRequest* request, Downstr
     in_flight.acquire(ep);
     Attempt result;
     if (h2c) {
-      result = co_await attempt_h2_endpoint(worker, ep, &msg, &limits);
+      result = co_await attempt_h2_endpoint(worker, ep, &msg, h2_fields, &limits);
     } else {
       result = co_await attempt_endpoint(worker, ep, &upstream_head, &msg, &parser, &limits);
     }

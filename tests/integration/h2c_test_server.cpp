@@ -41,6 +41,7 @@ struct Stats {
   int requests = 0;
   size_t max_concurrent = 0;
   int aborted = 0;
+  std::string last_headers = "{}";  // the last model request's regular header fields, as JSON
 } stats;
 
 struct Conn;
@@ -48,6 +49,7 @@ struct Conn;
 struct Stream {
   int32_t id = 0;
   std::string method, path, body;
+  std::string headers;  // regular fields as JSON members ("name":"value",...)
   bool complete = false, started = false, sse = false, eof = false, deferred = false;
   std::string model;
   int remaining = 0;
@@ -108,14 +110,15 @@ void start(Conn* c, Stream* s) {
   if (s->path == "/stats") {
     char buf[256];
     std::snprintf(buf, sizeof buf,
-                  "{\"connections\":%d,\"requests\":%d,\"max_concurrent\":%zu,\"aborted\":%d}",
+                  "{\"connections\":%d,\"requests\":%d,\"max_concurrent\":%zu,\"aborted\":%d,",
                   stats.connections, stats.requests, stats.max_concurrent, stats.aborted);
-    s->out = buf;
+    s->out = std::string(buf) + "\"last_headers\":" + stats.last_headers + "}";
     s->eof = true;
     respond(c, s, "application/json");
     return;
   }
   ++stats.requests;
+  stats.last_headers = "{" + s->headers + "}";
   s->model = json_string_field(s->body, "model");
   s->sse = s->body.find("\"stream\":true") != std::string::npos ||
            s->body.find("\"stream\": true") != std::string::npos;
@@ -184,6 +187,8 @@ int on_header(nghttp2_session* session, const nghttp2_frame* f, const uint8_t* n
   const std::string v(reinterpret_cast<const char*>(value), vl);
   if (n == ":method") s->method = v;
   if (n == ":path") s->path = v;
+  if (!n.empty() && n[0] != ':' && v.find_first_of("\"\\") == std::string::npos)
+    s->headers += (s->headers.empty() ? "\"" : ",\"") + n + "\":\"" + v + "\"";
   return 0;
 }
 

@@ -67,6 +67,29 @@ class H2cUpstreamTest(GatewayTestCase):
                                   body=completion("alias")).status, 200)
         self.assertEqual(self.pod.stats()["connections"] - 1, 1)  # minus our /stats connection
 
+    def test_the_pod_gets_the_same_forwarded_fields_as_an_http1_pod(self):
+        # The fields a pod receives come from one rule for HTTP/1.1 and h2c upstreams:
+        # hop-by-hop fields and those named by Connection dropped, x-request-id set,
+        # x-forwarded-for appended to, x-forwarded-proto set, Content-Length of the rewritten body.
+        self.start()
+        body = json.dumps(completion("alias", max_tokens=2))
+        res = curl(self.gw.url("/v1/completions"), body=body,
+                   headers={"Connection": "x-private", "X-Private": "secret",
+                            "X-Forwarded-For": "10.1.2.3", "X-Request-Id": "req-42",
+                            "Keep-Alive": "timeout=5", "X-Custom": "kept"})
+        self.assertEqual(res.status, 200, str(res))
+        seen = self.pod.stats()["last_headers"]
+        self.assertEqual(seen.get("x-custom"), "kept", seen)
+        self.assertNotIn("x-private", seen)
+        self.assertNotIn("keep-alive", seen)
+        self.assertNotIn("connection", seen)
+        self.assertEqual(seen.get("x-request-id"), "req-42", seen)
+        self.assertEqual(seen.get("x-forwarded-for"), "10.1.2.3, 127.0.0.1", seen)
+        self.assertEqual(seen.get("x-forwarded-proto"), "http", seen)
+        # The model was rewritten (alias -> real-model), so the length is the new body's.
+        sent = body.replace('"alias"', '"real-model"')
+        self.assertEqual(seen.get("content-length"), str(len(sent)), seen)
+
     def test_streams_are_multiplexed_and_a_new_session_opens_at_the_stream_limit(self):
         # The pod allows 4 concurrent streams per connection and answers after 300 ms:
         # 10 concurrent requests need 3 sessions, each carrying up to 4 streams at once.
