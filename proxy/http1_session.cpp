@@ -480,10 +480,7 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
     if (end != ExchangeEnd::kKeepAlive) break;
   }
 
-  if (watch) {
-    watch->active = false;
-    watch->socket = nullptr;  // pending handlers must not touch the stream any more
-  }
+  if (watch) watch->active = false;  // a pending handler must not touch the session any more
   error_code ignored;
   auto& sock = tcp_of(stream).socket();
   if (linger) {
