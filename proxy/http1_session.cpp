@@ -17,6 +17,8 @@
 #include "proxy/lazy_deadline.h"
 #include "proxy/openai_body.h"
 #include "proxy/pipeline.h"
+#include "proxy/read_anchor.h"
+#include "proxy/socket_io.h"
 #include "proxy/worker.h"
 
 namespace infergate::proxy {
@@ -100,9 +102,14 @@ class H1Downstream final : public Downstream {
   awaitable<bool> write(const Buffers& bufs) {
     error_code ec;
     if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
-      deadline_->arm_for(write_timeout_);
-      std::tie(ec, std::ignore) = co_await asio::async_write(stream_.socket(), bufs, kNoThrow);
-      deadline_->disarm();
+      // At once when the socket buffer takes it all (the common case), else the rest under the
+      // deadline.
+      const size_t sent = send_now(stream_.socket(), bufs, ec);
+      if (!ec && sent < asio::buffer_size(bufs)) {
+        deadline_->arm_for(write_timeout_);
+        ec = co_await send_rest(stream_.socket(), bufs, sent);
+        deadline_->disarm();
+      }
     } else {
       tcp_of(stream_).expires_after(write_timeout_);
       std::tie(ec, std::ignore) = co_await asio::async_write(stream_, bufs, kNoThrow);
@@ -185,40 +192,74 @@ awaitable<void> watch_client(Stream* stream, beast::flat_buffer* buffer, size_t 
 // The plain-TCP client watcher: while a request is proxied, a client that closes or resets
 // cancels the exchange (through the connection's cancellation signal), and bytes the client
 // pipelines meanwhile are kept in the session's buffer, up to `limit` (then it stops reading:
-// TCP backpressure). It waits for readiness instead of trying a read that fails with EAGAIN on
-// nearly every request; arming a wait re-arms the descriptor in epoll (EPOLL_CTL_MOD), which
-// also reports data or a close that arrived before the wait. It stays armed between requests:
-// the session's next read queues behind the pending wait and both complete on the same event;
-// an inactive watcher leaves the bytes to that read. The state is shared with the pending
-// handler, which may run after the session ended.
+// TCP backpressure). It is the socket's ReadAnchor: a readiness wait that stays queued from one
+// request to the next, armed without a syscall right after the session's read of a request
+// found the socket empty. Between requests the session's own wait for the next one queues
+// behind it (again no syscall) and both complete on the same event; an inactive watcher leaves
+// the bytes to the session.
+// The one close no event reports is one that came together with the request (ReadAnchor): for
+// it the worker's close check looks at the socket (a peek) within kCloseCheckInterval, once per
+// interval however many requests the connection carries.
+// Lives in the session's frame; a wait still queued when the session ends completes without
+// calling back.
 struct ClientWatch {
-  tcp::socket* socket = nullptr;
-  beast::flat_buffer* buffer = nullptr;
-  asio::cancellation_signal* cancel = nullptr;
+  ClientWatch(Worker& w, Worker::SessionEntry& e, tcp::socket& s, beast::flat_buffer& b)
+      : worker(w), entry(e), socket(s), buffer(b), anchor(s, &ClientWatch::fired, this) {}
+  ClientWatch(const ClientWatch&) = delete;
+  ClientWatch& operator=(const ClientWatch&) = delete;
+  ~ClientWatch() {
+    if (entry.close_check_context == this) entry.close_check = nullptr;
+  }
+  Worker& worker;
+  Worker::SessionEntry& entry;
+  tcp::socket& socket;
+  beast::flat_buffer& buffer;
   size_t limit = 0;
-  bool active = false;   // a request is being proxied
-  bool waiting = false;  // an async_wait is pending
-  bool gone = false;     // the client closed or reset during the exchange
-};
+  bool active = false;  // a request is being proxied
+  bool gone = false;    // the client closed or reset during the exchange
+  ReadAnchor anchor;
 
-void arm_client_watch(const std::shared_ptr<ClientWatch>& w) {
-  if (w->waiting || w->gone || w->buffer->size() >= w->limit) return;
-  w->waiting = true;
-  w->socket->async_wait(tcp::socket::wait_read, [w](const error_code& ec) {
-    w->waiting = false;
+  // Queues the wait if none is pending. `drained`: the socket was just read empty, in this
+  // handler (ReadAnchor::arm); a close may have come with those bytes, so the close check is
+  // asked for.
+  void arm(bool drained) {
+    if (gone || buffer.size() >= limit) return;
+    anchor.arm(drained);
+    if (drained) worker.schedule_close_check(entry, &ClientWatch::check_close, this);
+  }
+
+  // The client closed or reset.
+  void client_gone() {
+    if (active) {
+      gone = true;
+      entry.cancel.emit(asio::cancellation_type::terminal);
+    } else {
+      error_code ignored;
+      socket.cancel(ignored);  // the session's pending wait or read ends; it closes
+    }
+  }
+
+  static void fired(void* self, const error_code& ec) {
+    auto* w = static_cast<ClientWatch*>(self);
     if (ec || !w->active) return;  // cancelled or closed; or the session's own read takes it
-    auto space = w->buffer->prepare(4096);
-    const ssize_t n = ::recv(w->socket->native_handle(), space.data(), space.size(), MSG_DONTWAIT);
-    if (n > 0) {
-      w->buffer->commit(static_cast<size_t>(n));
-    } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-      w->gone = true;
-      w->cancel->emit(asio::cancellation_type::terminal);
+    bool drained = false;
+    error_code rec;
+    const ssize_t n = recv_now(w->socket, w->buffer, 4096, drained, rec);
+    if (n == 0 || rec) {
+      w->client_gone();
       return;
     }
-    arm_client_watch(w);
-  });
-}
+    w->arm(drained);
+  }
+
+  static void check_close(void* self) {
+    auto* w = static_cast<ClientWatch*>(self);
+    char byte;
+    const ssize_t n = ::recv(w->socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) return;
+    w->client_gone();
+  }
+};
 
 // Early errors (before a request reaches the pipeline) close the connection afterwards.
 template <typename Stream>
@@ -297,8 +338,7 @@ enum class ExchangeEnd {
 // adapter) is not part of the idle connection's frame.
 template <typename Stream>
 awaitable<ExchangeEnd> run_exchange(Worker* worker, Stream& stream, beast::flat_buffer& buffer,
-                                    std::string& head, LazyDeadline* deadline,
-                                    const std::shared_ptr<ClientWatch>& watch,
+                                    std::string& head, LazyDeadline* deadline, ClientWatch* watch,
                                     const std::string& client_address, bool tls,
                                     const config::LimitsConfig& limits) {
   co_await asio::this_coro::throw_if_cancelled(false);
@@ -397,7 +437,7 @@ awaitable<ExchangeEnd> run_exchange(Worker* worker, Stream& stream, beast::flat_
   if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
     watch->limit = limits.max_request_header_bytes;
     watch->active = true;
-    arm_client_watch(watch);
+    watch->arm(false);  // usually pending already (armed when the request was read)
     co_await run_pipeline(worker, &request, &downstream);
     watch->active = false;
     if (watch->gone) {
@@ -428,12 +468,10 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
   GatewayContext& ctx = worker->context();
   bool linger = false;  // an early error left client bytes unread
   std::string head;     // response heads are serialised here, one request after another
-  std::shared_ptr<ClientWatch> watch;
+  std::optional<ClientWatch> watch;
   if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
-    watch = std::make_shared<ClientWatch>();
-    watch->socket = &stream.socket();
-    watch->buffer = &buffer;
-    watch->cancel = &entry.cancel;
+    watch.emplace(*worker, entry, stream.socket(), buffer);
+    watch->limit = ctx.state.load()->config->proxy.limits.max_request_header_bytes;
   }
   // Plain TCP: the connection's deadline (the idle wait, then each write of a response).
   std::optional<LazyDeadline> deadline;
@@ -454,17 +492,21 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
     // header timeout (408) starts once something arrived.
     if (buffer.size() == 0) {
       if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
-        // An idle connection holds no read buffer: wait for readiness (usually queued behind the
-        // client watcher's pending wait, so no syscall), then read. The deadline cancels the
-        // socket's operations.
+        // An idle connection holds no read buffer: wait for readiness (queued behind the client
+        // watcher's pending wait, so no syscall), then read at once. A read that empties the
+        // socket re-arms the watcher for this request, still without a syscall. The deadline
+        // cancels the socket's operations.
         buffer.shrink_to_fit();
         deadline->arm_for(limits.idle_timeout);
         auto [wec] = co_await stream.socket().async_wait(tcp::socket::wait_read, kNoThrow);
         deadline->disarm();
         if (wec) break;  // idle timeout, or woken by a drain
-        auto [rec, n] = co_await stream.socket().async_read_some(buffer.prepare(4096), kNoThrow);
-        if (rec) break;  // closed
-        buffer.commit(n);
+        bool drained = false;
+        error_code rec;
+        const ssize_t n = recv_now(stream.socket(), buffer, 4096, drained, rec);
+        if (n == 0 || rec) break;  // closed or reset
+        if (n < 0) continue;       // nothing after all: wait again
+        if (drained) watch->arm(true);
       } else {
         tcp_of(stream).expires_after(limits.idle_timeout);
         auto [rec, n] = co_await stream.async_read_some(buffer.prepare(4096), kNoThrow);
@@ -474,13 +516,13 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
     }
     entry.idle = false;
     const ExchangeEnd end =
-        co_await run_exchange(worker, stream, buffer, head, deadline ? &*deadline : nullptr, watch,
-                              client_address, tls, limits);
+        co_await run_exchange(worker, stream, buffer, head, deadline ? &*deadline : nullptr,
+                              watch ? &*watch : nullptr, client_address, tls, limits);
     if (end == ExchangeEnd::kLingerClose) linger = true;
     if (end != ExchangeEnd::kKeepAlive) break;
   }
 
-  if (watch) watch->active = false;  // a pending handler must not touch the session any more
+  watch.reset();  // its wait, if still queued, completes without calling back
   error_code ignored;
   auto& sock = tcp_of(stream).socket();
   if (linger) {

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "proxy/block_pool.h"
 #include "proxy/errors.h"
+#include "proxy/openai_body.h"
 #include "proxy/pipeline.h"
 #include "proxy/worker.h"
 
@@ -327,6 +328,9 @@ int Http2Session::on_frame_recv(const nghttp2_frame* frame) {
         answer_early(s, 413, error_body(GatewayError::payload_too_large(settings_.max_body_bytes)));
         return 0;
       }
+      // Room for simdjson's padding up front, so parsing the body does not copy it.
+      if (ec == std::errc() && p == cl.data() + cl.size())
+        msg.body().reserve(static_cast<size_t>(n) + kJsonPadding);
     }
   }
   if (end_stream && (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA)) {
@@ -358,6 +362,7 @@ int Http2Session::on_data_chunk(int32_t stream_id, const uint8_t* data, size_t l
     body.clear();
     return 0;
   }
+  if (body.empty() && body.capacity() < len + kJsonPadding) body.reserve(len + kJsonPadding);
   body.append(reinterpret_cast<const char*>(data), len);
   return 0;
 }

@@ -17,6 +17,7 @@
 #include "proxy/lazy_deadline.h"
 #include "proxy/openai_body.h"
 #include "proxy/scraper.h"
+#include "proxy/socket_io.h"
 #include "proxy/worker.h"
 
 namespace infergate::proxy {
@@ -308,23 +309,44 @@ bool feed_response(ResponseParser& parser, beast::flat_buffer& buffer, bool head
   return header_only ? parser.is_header_done() : parser.is_done();
 }
 
-// One read from the upstream into its buffer (under the stream's current deadline). The end of
-// the stream ends a close-delimited body (parser done), or is an error: end_of_stream before
-// any byte of the response, partial_message after some.
-// The read is on the socket under the connection's deadline (armed by the caller); its expiry
-// reads as beast::error::timeout.
+// One read from the upstream into its buffer. The end of the stream ends a close-delimited
+// body (parser done), or is an error: end_of_stream before any byte of the response,
+// partial_message after some.
+// When the socket is known to be empty (conn->drained) it first waits for readiness, queued
+// behind the connection's anchor (no syscall: a speculative read would fail with EAGAIN on
+// nearly every response), then reads at once. Otherwise it reads first: after a read that
+// returned less than it asked for, the socket holds no more data, but the server's close may
+// have come with the data (no further readiness event would report it), so the next read of
+// the same response tries first. The wait is under the connection's deadline (armed by the
+// caller); its expiry reads as beast::error::timeout.
 awaitable<error_code> read_response_bytes(UpstreamConnection* conn, ResponseParser& parser) {
-  const size_t room = std::max<size_t>(conn->buffer.capacity() - conn->buffer.size(), 4096);
-  auto [ec, n] =
-      co_await conn->stream.socket().async_read_some(conn->buffer.prepare(room), kNoThrow);
-  if (ec && conn->deadline.expired()) ec = beast::error::timeout;
-  conn->buffer.commit(n);
-  if (ec == asio::error::eof) {
+  auto& socket = conn->stream.socket();
+  for (;;) {
+    if (conn->drained) {
+      auto [wec] = co_await socket.async_wait(tcp::socket::wait_read, kNoThrow);
+      if (wec) co_return conn->deadline.expired() ? error_code(beast::error::timeout) : wec;
+    }
+    const size_t room = std::max<size_t>(conn->buffer.capacity() - conn->buffer.size(), 4096);
+    bool empty = false;
+    error_code ec;
+    const ssize_t n = recv_now(socket, conn->buffer, room, empty, ec);
+    if (n > 0) {
+      // Keep the anchor queued (the connection may go back to the pool after this read).
+      if (empty) conn->anchor.arm(true);
+      conn->drained = false;
+      co_return error_code{};
+    }
+    if (ec) co_return ec;
+    if (n < 0) {  // EAGAIN: empty, and not closed; wait
+      conn->anchor.arm(true);
+      conn->drained = true;
+      continue;
+    }
+    // The end of the stream.
     if (!parser.got_some()) co_return http::error::end_of_stream;
-    ec = {};
     parser.put_eof(ec);
+    co_return ec;
   }
-  co_return ec;
 }
 
 // One endpoint: an idle connection (or a fresh one if that turns out stale), write the request,
@@ -357,11 +379,16 @@ awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep, const s
     // From here to the response header: upstreamResponseTimeout.
     conn->stream.expires_never();
     conn->deadline.arm_for(limits->upstream_response_timeout);
-    // Head and body in one gathered write (Beast's serializer walks a buffer sequence per field).
+    // Head and body in one gathered write (Beast's serializer walks a buffer sequence per field),
+    // at once when the socket takes it (the common case).
     const std::array<asio::const_buffer, 2> out = {
         asio::buffer(*head), asio::buffer(msg->body().data(), msg->body().size())};
-    auto [wec, written] = co_await asio::async_write(conn->stream.socket(), out, kNoThrow);
-    if (wec && conn->deadline.expired()) wec = beast::error::timeout;
+    error_code wec;
+    const size_t sent = send_now(conn->stream.socket(), out, wec);
+    if (!wec && sent < asio::buffer_size(out)) {
+      wec = co_await send_rest(conn->stream.socket(), out, sent);
+      if (wec && conn->deadline.expired()) wec = beast::error::timeout;
+    }
     if (wec) {
       conn->deadline.disarm();
       if (co_await cancelled()) co_return Attempt{AttemptStatus::kCancelled, {}, nullptr};

@@ -1,9 +1,14 @@
 #pragma once
 // Keep-alive connections to one endpoint, owned by one worker (no locking: only that worker's
-// thread touches it). Idle connections are reused LIFO (warmest first) and capped; a
-// connection that turns out to be closed by the server is detected on use and the request is
-// retried on a fresh one (pipeline.cpp).
+// thread touches it). Idle connections are reused LIFO (warmest first) and capped. Each keeps a
+// ReadAnchor queued on its socket: while the connection is idle, anything the server sends (its
+// close, usually) marks it dead and closes it, so it is not handed out again; in use, a wait for
+// the response queues behind the anchor without a syscall. A connection whose close still went
+// unnoticed is detected on use and the request is retried on a fresh one (pipeline.cpp).
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <chrono>
 #include <memory>
 #include <vector>
@@ -11,6 +16,7 @@
 #include "proxy/asio.h"
 #include "proxy/h2_upstream.h"
 #include "proxy/lazy_deadline.h"
+#include "proxy/read_anchor.h"
 
 namespace infergate::proxy {
 
@@ -19,10 +25,13 @@ struct UpstreamConnection {
   // reads a typical response (head and body) in one call instead of 512-byte pieces.
   static constexpr size_t kReadBuffer = 16 * 1024;
   explicit UpstreamConnection(asio::any_io_executor ex)
-      : stream(ex), deadline(ex, [this] {
-          error_code ignored;
-          stream.socket().cancel(ignored);
-        }) {
+      : stream(ex),
+        deadline(ex,
+                 [this] {
+                   error_code ignored;
+                   stream.socket().cancel(ignored);
+                 }),
+        anchor(stream.socket(), &UpstreamConnection::anchor_fired, this) {
     buffer.reserve(kReadBuffer);
   }
   UpstreamConnection(const UpstreamConnection&) = delete;
@@ -34,23 +43,57 @@ struct UpstreamConnection {
   LazyDeadline deadline;
   beast::flat_buffer buffer;  // bytes read from the upstream but not yet parsed
   uint64_t uses = 0;
+  ReadAnchor anchor;
+  // The socket is known to hold nothing: the next read waits for readiness first (pipeline.cpp,
+  // read_response_bytes). True for a new connection and for one whose response ended.
+  bool drained = true;
+  bool pooled = false;  // idle in the pool
+  bool dead = false;    // closed while idle
+
+ private:
+  // Idle: the server closed (or sent something unasked): the connection is of no further use.
+  // A wake-up with nothing to read re-arms (the socket was just found empty). In use, the
+  // response's reader takes the bytes.
+  static void anchor_fired(void* self, const error_code& ec) {
+    auto* c = static_cast<UpstreamConnection*>(self);
+    if (!c->pooled || ec) return;
+    char byte;
+    const ssize_t n = ::recv(c->stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      c->anchor.arm(true);
+      return;
+    }
+    c->dead = true;
+    error_code ignored;
+    c->stream.socket().close(ignored);
+  }
 };
 
 class UpstreamPool {
  public:
   // An idle connection, or null.
   std::unique_ptr<UpstreamConnection> take() {
-    if (idle_.empty()) return nullptr;
-    auto c = std::move(idle_.back());
-    idle_.pop_back();
-    return c;
+    while (!idle_.empty()) {
+      auto c = std::move(idle_.back());
+      idle_.pop_back();
+      if (c->dead) continue;  // the server closed it meanwhile
+      c->pooled = false;
+      return c;
+    }
+    return nullptr;
   }
 
   // Keeps `c` for reuse if there is room, else closes it.
   void give_back(std::unique_ptr<UpstreamConnection> c, size_t max_idle) {
+    if (idle_.size() >= max_idle) std::erase_if(idle_, [](const auto& i) { return i->dead; });
     if (idle_.size() >= max_idle || c->buffer.size() != 0) return;  // destructor closes it
     c->stream.expires_never();
     c->deadline.disarm();
+    c->pooled = true;
+    // The response ended with the last read. A close of the server's that came with it went
+    // unreported; writing the next request then draws a reset, which completes the wait.
+    c->drained = true;
+    c->anchor.arm(false);  // usually pending already (armed by the last read)
     idle_.push_back(std::move(c));
   }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <boost/beast/ssl.hpp>
+#include <utility>
 
 #include "common/log.h"
 #include "proxy/http1_session.h"
@@ -334,6 +335,33 @@ Worker::SessionHandle Worker::register_session() {
   context_.metrics.connections_active().Increment();
   sessions_.emplace_back();
   return std::prev(sessions_.end());
+}
+
+void Worker::schedule_close_check(SessionEntry& entry, void (*check)(void*), void* context) {
+  entry.close_check = check;
+  entry.close_check_context = context;
+  if (!close_checker_running_) {
+    close_checker_running_ = true;
+    asio::co_spawn(io_, close_check_loop(this), asio::detached);
+  }
+}
+
+awaitable<void> Worker::close_check_loop(Worker* self) {
+  // Runs while checks are asked for.
+  asio::steady_timer tick(self->io_);
+  for (;;) {
+    tick.expires_after(kCloseCheckInterval);
+    co_await tick.async_wait(kNoThrow);
+    bool any = false;
+    for (auto& s : self->sessions_) {
+      if (s.close_check == nullptr) continue;
+      const auto check = std::exchange(s.close_check, nullptr);
+      check(s.close_check_context);
+      any = true;
+    }
+    if (!any) break;
+  }
+  self->close_checker_running_ = false;
 }
 
 void Worker::unregister_session(SessionHandle h) {

@@ -82,10 +82,19 @@ class Worker {
     // Bound to the connection's coroutine: emitting it cancels the operation the connection is
     // waiting on (the HTTP/1.1 client watcher uses it when the client goes away mid-request).
     asio::cancellation_signal cancel;
+    // Set (schedule_close_check) by a plain HTTP/1.1 session whose client may have closed with
+    // no event left to report it: a close that came together with the request (ReadAnchor).
+    void (*close_check)(void* context) = nullptr;
+    void* close_check_context = nullptr;
   };
   using SessionHandle = std::list<SessionEntry>::iterator;
   SessionHandle register_session();
   void unregister_session(SessionHandle h);
+  // Calls check(context) once, within kCloseCheckInterval, unless the entry's close_check is
+  // reset before. One pass over the sessions serves every connection that asked meanwhile, so
+  // a connection costs at most one check per interval however many requests it carries.
+  void schedule_close_check(SessionEntry& entry, void (*check)(void*), void* context);
+  static constexpr std::chrono::milliseconds kCloseCheckInterval{100};
 
  private:
   static awaitable<void> accept_loop(Worker* self, tcp::acceptor* acceptor,
@@ -95,6 +104,7 @@ class Worker {
                                           std::shared_ptr<TlsContextHolder> tls,
                                           SessionEntry* entry);
   static awaitable<void> flow_dispatch_loop(Worker* self);
+  static awaitable<void> close_check_loop(Worker* self);
   // Wakes the waiters a pool can take now; expires the old ones.
   void dispatch_flow(const std::string& pool_key);
 
@@ -120,6 +130,7 @@ class Worker {
   std::unordered_set<uint64_t> live_endpoints_;
   std::unordered_map<std::string, std::unique_ptr<FlowQueue>> flow_queues_;  // by pool key
   bool flow_dispatcher_running_ = false;
+  bool close_checker_running_ = false;
   std::list<SessionEntry> sessions_;
   std::atomic<int64_t> active_connections_{0};
 };

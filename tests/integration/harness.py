@@ -421,14 +421,18 @@ class FakeUpstream:
     mode "silent":  accept, read the request, never answer (until closed).
     mode "script":  accept, read the request (headers and Content-Length body), answer
                     `response` in pieces of `chunk` bytes with `delay` seconds between them,
-                    close. The last request received is kept in .last_request.
+                    close. The last request received is kept in .last_request. With
+                    `cork`, the pieces are held back (TCP_CORK) and the close sends them in
+                    the same segment as the FIN: the close arrives together with the data.
     """
 
-    def __init__(self, mode: str, response: bytes = b"", chunk: int = 0, delay: float = 0.0):
+    def __init__(self, mode: str, response: bytes = b"", chunk: int = 0, delay: float = 0.0,
+                 cork: bool = False):
         self.mode = mode
         self.response = response
         self.chunk = chunk
         self.delay = delay
+        self.cork = cork
         self.last_request = b""
         self.accepted = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -474,7 +478,10 @@ class FakeUpstream:
                     conn.close()
                     return
                 self.last_request = head + b"\r\n\r\n" + body
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.cork:
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                else:
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 step = self.chunk or len(self.response)
                 for i in range(0, len(self.response), step):
                     conn.sendall(self.response[i:i + step])

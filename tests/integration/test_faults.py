@@ -106,6 +106,33 @@ class RetryTest(GatewayTestCase):
         self.assertEqual(gw.metrics().get("infergate_upstream_retries_total"), 0)
 
 
+    def test_pooled_connection_closed_by_the_pod_is_released_at_once(self):
+        # An idle upstream connection that the pod closes is closed by the gateway too, right
+        # away, rather than sitting in CLOSE_WAIT until a request finds it stale.
+        pod = self.sim("--keep-alive-timeout-s", "0.2", pod_name="p", served=["m"])
+        gw = self.gateway(one_pool([endpoint("p", pod.address)], workers=1))
+        res = curl(gw.url("/v1/completions"), body=completion("m"))
+        self.assertEqual(res.status, 200, str(res))
+        pod_port = int(pod.address.rsplit(":", 1)[1])
+
+        def close_wait_to_pod():
+            n = 0
+            with open("/proc/net/tcp") as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    remote_port = int(fields[2].split(":")[1], 16)
+                    if remote_port == pod_port and fields[3] == "08":  # CLOSE_WAIT
+                        n += 1
+            return n
+
+        time.sleep(0.5)  # the pod has closed its side by now
+        wait_until(lambda: close_wait_to_pod() == 0, 1.0,
+                   message="the gateway kept the closed upstream connection in CLOSE_WAIT")
+        res = curl(gw.url("/v1/completions"), body=completion("m"))
+        self.assertEqual(res.status, 200, str(res))
+        self.assertEqual(gw.metrics().get("infergate_upstream_retries_total"), 0)
+
+
 class MidStreamFailureTest(GatewayTestCase):
 
     def test_stalled_stream_is_cut_after_the_upstream_idle_timeout(self):
@@ -257,6 +284,24 @@ class ClientDisconnectTest(GatewayTestCase):
         wait_until(lambda: self.pod.stats()["aborted_total"] == before["aborted_total"] + 1, 1.0,
                    message="the pod counted the abort within 1s")
         wait_until(lambda: self.gw.total_in_flight() == 0, 1.0, message="in_flight back to 0")
+
+    def test_close_that_comes_with_the_request_aborts_it(self):
+        # The request and the client's FIN in one segment (TCP_CORK, then shutdown), as the
+        # second request of a keep-alive connection: the gateway reads the request and the
+        # close together, with no later event to report the close. It must still give up
+        # promptly: before the request reaches the pod, or by aborting it there (the pod would
+        # otherwise work on it for 10s).
+        before = self.pod.stats()
+        conn = self.resource(RawConnection(self.gw.port))
+        conn.send(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")  # answered by the gateway
+        self.assertEqual(conn.read_response().status, 200)
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+        conn.send(request_bytes("POST", "/v1/completions", completion("m")))
+        conn.sock.shutdown(socket.SHUT_WR)
+        time.sleep(0.5)
+        wait_until(lambda: self.pod.stats()["active"] == before["active"]
+                   and self.gw.total_in_flight() == 0, 0.5,
+                   message="the request given up within 1s")
 
     def test_curl_timeout_aborts_the_request(self):
         before = self.pod.stats()

@@ -6,6 +6,7 @@ and streaming that is not buffered."""
 import json
 import subprocess
 import threading
+import time
 
 import harness
 from harness import (CurlStream, GatewayTestCase, RawConnection, chat, completion, curl,
@@ -425,6 +426,30 @@ class ReplayTest(GatewayTestCase):
                     want["model"] = "client-name"
                     self.assertEqual(res.json(), want)
                     self.assertEqual(int(res.headers["content-length"]), len(res.body))
+
+    def test_close_delimited_body_ends_with_the_upstream_close(self):
+        # No Content-Length, not chunked: the body ends where the pod closes. Corked, the close
+        # arrives in the same segment as the last bytes; uncorked, right after them. The
+        # gateway must see it at once, not after upstreamIdleTimeout (5s here).
+        raw = harness.fixture("vllm-chat-completion.json")
+        response = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Connection: close\r\n\r\n" + raw)
+        for cork in (True, False):
+            with self.subTest(cork=cork):
+                up = self.resource(harness.FakeUpstream("script", response=response, cork=cork))
+                gw = self.gateway([
+                    proxy_config([endpoint("fake", up.address)], scrape=False),
+                    inference_pool("llama"),
+                    inference_model("client-name", "llama", targets=[("target-name", 1)]),
+                ])
+                started = time.monotonic()
+                res = curl(gw.url("/v1/chat/completions"), body=chat("client-name"))
+                elapsed = time.monotonic() - started
+                self.assertEqual(res.status, 200, str(res))
+                want = json.loads(raw)
+                want["model"] = "client-name"
+                self.assertEqual(res.json(), want)
+                self.assertLess(elapsed, 2.0, "the upstream's close was not noticed")
 
 
 class ListenersTest(GatewayTestCase):
