@@ -3,6 +3,7 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <filesystem>
@@ -84,18 +85,32 @@ bool ConfigWatcher::relevant(int wd, const std::string& name) const {
   return false;
 }
 
+namespace {
+
+// Calls f(wd, name) for each inotify event in data[0, n). Each event is copied out: the buffer
+// is a coroutine's local, and GCC does not honour alignas for those (they live in its frame).
+template <typename F>
+void for_each_event(const char* data, size_t n, F&& f) {
+  for (size_t off = 0; off + sizeof(inotify_event) <= n;) {
+    inotify_event ev;
+    std::memcpy(&ev, data + off, sizeof ev);
+    const char* name_at = data + off + sizeof ev;
+    const size_t name_room = std::min<size_t>(ev.len, n - off - sizeof ev);
+    f(ev.wd, std::string(name_at, strnlen(name_at, name_room)));
+    off += sizeof ev + ev.len;
+  }
+}
+
+}  // namespace
+
 awaitable<void> ConfigWatcher::read_loop(ConfigWatcher* self) {
-  alignas(inotify_event) std::array<char, 8192> buf;
+  std::array<char, 8192> buf;
   for (;;) {
     auto [ec, n] = co_await self->fd_.async_read_some(asio::buffer(buf), kNoThrow);
     if (ec) co_return;  // closed
     bool hit = false;
-    for (size_t off = 0; off + sizeof(inotify_event) <= n;) {
-      const auto* ev = reinterpret_cast<const inotify_event*>(buf.data() + off);
-      const std::string name = ev->len ? std::string(ev->name) : std::string();
-      hit = hit || self->relevant(ev->wd, name);
-      off += sizeof(inotify_event) + ev->len;
-    }
+    for_each_event(buf.data(), n,
+                   [&](int wd, const std::string& name) { hit = hit || self->relevant(wd, name); });
     if (!hit || self->pending_) continue;
     // Debounce: an editor's save is several events; reload once they settle.
     self->pending_ = true;

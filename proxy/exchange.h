@@ -24,6 +24,11 @@ using Fields = http::basic_fields<FieldsAllocator>;
 using Request = http::request<http::string_body, Fields>;
 using RequestParser = http::request_parser<http::string_body, FieldsAllocator>;
 
+// A client connection's read buffer. Its memory comes from the worker's BlockPool (one 4 KiB
+// block for a typical request), so a connection that goes idle gives it back and the next
+// request takes it again without a heap allocation.
+using ClientBuffer = beast::basic_flat_buffer<std::pmr::polymorphic_allocator<char>>;
+
 struct DownstreamRequest {
   Request msg;  // headers and the whole (bounded) body
   // Where the exchange's other short-lived fields (the upstream response's) are allocated:

@@ -168,7 +168,7 @@ class H1Downstream final : public Downstream {
 // meantime are kept in `buffer` for the next request, up to `limit`; past that it stops
 // reading (TCP backpressure) and just waits to be cancelled.
 template <typename Stream>
-awaitable<void> watch_client(Stream* stream, beast::flat_buffer* buffer, size_t limit) {
+awaitable<void> watch_client(Stream* stream, ClientBuffer* buffer, size_t limit) {
   co_await asio::this_coro::throw_if_cancelled(false);
   for (;;) {
     // A read that completed with data in the same turn as the cancellation (the client sent
@@ -203,7 +203,7 @@ awaitable<void> watch_client(Stream* stream, beast::flat_buffer* buffer, size_t 
 // Lives in the session's frame; a wait still queued when the session ends completes without
 // calling back.
 struct ClientWatch {
-  ClientWatch(Worker& w, Worker::SessionEntry& e, tcp::socket& s, beast::flat_buffer& b)
+  ClientWatch(Worker& w, Worker::SessionEntry& e, tcp::socket& s, ClientBuffer& b)
       : worker(w), entry(e), socket(s), buffer(b), anchor(s, &ClientWatch::fired, this) {}
   ClientWatch(const ClientWatch&) = delete;
   ClientWatch& operator=(const ClientWatch&) = delete;
@@ -213,7 +213,7 @@ struct ClientWatch {
   Worker& worker;
   Worker::SessionEntry& entry;
   tcp::socket& socket;
-  beast::flat_buffer& buffer;
+  ClientBuffer& buffer;
   size_t limit = 0;
   bool active = false;  // a request is being proxied
   bool gone = false;    // the client closed or reset during the exchange
@@ -277,9 +277,8 @@ awaitable<void> reply_and_close(Stream* stream, Worker* worker, LazyDeadline* de
 // make the 408 impossible to send. The timer cancels the socket's pending I/O instead, and the
 // read's error becomes beast::error::timeout.
 template <typename Stream>
-awaitable<error_code> read_request_part(Stream* stream, beast::flat_buffer* buffer,
-                                        RequestParser* parser, bool header_only,
-                                        std::chrono::milliseconds timeout) {
+awaitable<error_code> read_request_part(Stream* stream, ClientBuffer* buffer, RequestParser* parser,
+                                        bool header_only, std::chrono::milliseconds timeout) {
   tcp_of(*stream).expires_never();
   asio::steady_timer deadline(tcp_of(*stream).get_executor());
   deadline.expires_after(timeout);
@@ -309,8 +308,7 @@ awaitable<error_code> read_request_part(Stream* stream, beast::flat_buffer* buff
 // end of the body. True when that part is complete; false when more input is needed or on a
 // parse error (`ec`). Usually the whole request arrived with its first read, so no read
 // operation (nor its deadline timer) is started at all.
-bool parse_buffered(RequestParser& parser, beast::flat_buffer& buffer, bool header_only,
-                    error_code& ec) {
+bool parse_buffered(RequestParser& parser, ClientBuffer& buffer, bool header_only, error_code& ec) {
   parser.eager(!header_only);
   const auto complete = [&] { return header_only ? parser.is_header_done() : parser.is_done(); };
   while (!complete() && buffer.size() > 0) {
@@ -337,7 +335,7 @@ enum class ExchangeEnd {
 // Its own coroutine, so that the per-exchange state (parser, header arena, request, response
 // adapter) is not part of the idle connection's frame.
 template <typename Stream>
-awaitable<ExchangeEnd> run_exchange(Worker* worker, Stream& stream, beast::flat_buffer& buffer,
+awaitable<ExchangeEnd> run_exchange(Worker* worker, Stream& stream, ClientBuffer& buffer,
                                     std::string& head, LazyDeadline* deadline, ClientWatch* watch,
                                     const std::string& client_address, bool tls,
                                     const config::LimitsConfig& limits) {
@@ -463,7 +461,7 @@ awaitable<ExchangeEnd> run_exchange(Worker* worker, Stream& stream, beast::flat_
 
 template <typename Stream>
 awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::SessionEntry& entry,
-                                  beast::flat_buffer buffer, std::string client_address, bool tls) {
+                                  ClientBuffer buffer, std::string client_address, bool tls) {
   co_await asio::this_coro::throw_if_cancelled(false);
   GatewayContext& ctx = worker->context();
   bool linger = false;  // an early error left client bytes unread
@@ -544,11 +542,10 @@ awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::Sessio
 }
 
 template awaitable<void> run_http1_session<beast::tcp_stream>(Worker*, beast::tcp_stream&,
-                                                              Worker::SessionEntry&,
-                                                              beast::flat_buffer, std::string,
-                                                              bool);
+                                                              Worker::SessionEntry&, ClientBuffer,
+                                                              std::string, bool);
 template awaitable<void> run_http1_session<beast::ssl_stream<beast::tcp_stream>>(
-    Worker*, beast::ssl_stream<beast::tcp_stream>&, Worker::SessionEntry&, beast::flat_buffer,
+    Worker*, beast::ssl_stream<beast::tcp_stream>&, Worker::SessionEntry&, ClientBuffer,
     std::string, bool);
 
 }  // namespace infergate::proxy

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "proxy/asio.h"
+#include "proxy/exchange.h"
 #include "proxy/worker.h"
 
 namespace infergate::proxy {
@@ -15,6 +16,6 @@ namespace infergate::proxy {
 // caller, which registered it as `entry`; `buffer` holds bytes already read from it.
 template <typename Stream>
 awaitable<void> run_http1_session(Worker* worker, Stream& stream, Worker::SessionEntry& entry,
-                                  beast::flat_buffer buffer, std::string client_address, bool tls);
+                                  ClientBuffer buffer, std::string client_address, bool tls);
 
 }  // namespace infergate::proxy

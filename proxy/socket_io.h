@@ -56,8 +56,9 @@ awaitable<error_code> send_rest(tcp::socket& socket, const ConstBuffers& bufs, s
 // read (committed); 0 at end of stream; -1 with no error when nothing is there (EAGAIN); -1
 // with `ec` on a failure. `drained`: the socket was left empty (fewer bytes than asked, EAGAIN,
 // or end of stream), which is what ReadAnchor::arm(true) needs to know.
-inline ssize_t recv_now(tcp::socket& socket, beast::flat_buffer& buffer, size_t room, bool& drained,
-                        error_code& ec) {
+template <typename DynamicBuffer>
+ssize_t recv_now(tcp::socket& socket, DynamicBuffer& buffer, size_t room, bool& drained,
+                 error_code& ec) {
   const auto space = buffer.prepare(room);
   for (;;) {
     const ssize_t n = ::recv(socket.native_handle(), space.data(), space.size(), MSG_DONTWAIT);

@@ -1,7 +1,5 @@
 #include "proxy/worker.h"
 
-#include <fmt/format.h>
-
 #include <algorithm>
 #include <array>
 #include <boost/beast/ssl.hpp>
@@ -39,15 +37,19 @@ Worker::~Worker() {
     thread_.join();
   }
   // Connections cut short by stop() (drain timeout) are coroutine frames still suspended in io_.
-  // They reference this worker's members (sessions_, upstreams_), which are destroyed before
-  // io_: close their sockets and let them unwind now, while everything is alive.
+  // Cancel them, close their sockets and let them unwind now, while everything is alive.
   error_code ignored;
   for (auto& a : acceptors_) a->close(ignored);
-  for (auto& s : sessions_)
+  for (auto& s : sessions_) {
+    s.cancel.emit(asio::cancellation_type::terminal);
     if (s.stream) s.stream->socket().close(ignored);
+  }
   for (auto& [id, pool] : upstreams_) pool.h2.clear();  // upstream h2c sessions end too
   io_.restart();
   io_.run_for(std::chrono::seconds(2));
+  // Sockets go before io_ (destroyed first of the members, with any frame still in it).
+  acceptors_.clear();
+  upstreams_.clear();
 }
 
 void Worker::add_acceptor(tcp::acceptor acceptor, std::shared_ptr<TlsContextHolder> tls) {
@@ -162,8 +164,8 @@ awaitable<void> Worker::serve_connection(Worker* self, tcp::socket socket,
     if (negotiated_alpn(stream.native_handle()) == "h2") {
       co_await run_http2_session(self, stream, registration.entry(), {}, client_address, true);
     } else {
-      co_await run_http1_session(self, stream, registration.entry(), beast::flat_buffer(),
-                                 client_address, true);
+      co_await run_http1_session(self, stream, registration.entry(),
+                                 ClientBuffer(&self->header_blocks()), client_address, true);
     }
     co_return;
   }
@@ -173,7 +175,7 @@ awaitable<void> Worker::serve_connection(Worker* self, tcp::socket socket,
   // are read into the buffer the HTTP/1.1 session goes on with.
   beast::tcp_stream stream(std::move(socket));
   SessionRegistration registration(entry, &stream);
-  beast::flat_buffer buffer;
+  ClientBuffer buffer(&self->header_blocks());
   bool h2 = false;
   for (;;) {
     stream.expires_after(buffer.size() == 0 ? limits.idle_timeout : limits.header_timeout);
@@ -195,7 +197,8 @@ awaitable<void> Worker::serve_connection(Worker* self, tcp::socket socket,
   stream.expires_never();
   if (h2) {
     std::string initial(static_cast<const char*>(buffer.data().data()), buffer.size());
-    buffer = beast::flat_buffer();
+    buffer.clear();
+    buffer.shrink_to_fit();
     co_await run_http2_session(self, stream, registration.entry(), std::move(initial),
                                client_address, false);
   } else {
@@ -324,9 +327,20 @@ void Worker::sync_upstreams(const RuntimeState& state) {
 
 std::string Worker::new_request_id() {
   const uint64_t a = rng_.next(), b = rng_.next();
-  // UUID v4 layout.
-  return fmt::format("{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xfff,
-                     ((b >> 48) & 0x3fff) | 0x8000, b & 0xffffffffffffull);
+  // UUID v4 layout, xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx (V: 8-b), written by hand: one per
+  // request, and fmt::format costs several times as much.
+  static constexpr std::string_view kHex = "0123456789abcdef";
+  std::string id(36, '-');
+  const auto put = [&id](size_t at, uint64_t v, size_t digits) {
+    for (size_t i = digits; i-- > 0; v >>= 4) id[at + i] = kHex[v & 0xf];
+  };
+  put(0, a >> 32, 8);
+  put(9, (a >> 16) & 0xffff, 4);
+  id[14] = '4';
+  put(15, a & 0xfff, 3);
+  put(19, ((b >> 48) & 0x3fff) | 0x8000, 4);
+  put(24, b & 0xffffffffffffull, 12);
+  return id;
 }
 
 Worker::SessionHandle Worker::register_session() {

@@ -50,7 +50,7 @@ class Worker {
   asio::io_context& io() { return io_; }
   routing::Rng& rng() { return rng_; }
   metrics::MetricsCache& metrics() { return metrics_cache_; }
-  // Blocks for the HTTP/1.1 exchanges' header arenas.
+  // Blocks for the HTTP/1.1 exchanges' header arenas and the client connections' read buffers.
   BlockPool& header_blocks() { return header_blocks_; }
   UpstreamPool& upstream(uint64_t endpoint_id) { return upstreams_[endpoint_id]; }
   // After a reload or a discovery change: closes the idle upstream connections of endpoints
@@ -116,9 +116,6 @@ class Worker {
 
   GatewayContext& context_;
   unsigned index_;
-  // Only this worker's thread performs I/O on its sockets and timers, so the reactor's per-
-  // descriptor locking is off; posts from other threads (drain, stop) still lock the scheduler.
-  asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::thread thread_;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
   std::vector<std::shared_ptr<TlsContextHolder>> acceptor_tls_;
@@ -133,6 +130,13 @@ class Worker {
   bool close_checker_running_ = false;
   std::list<SessionEntry> sessions_;
   std::atomic<int64_t> active_connections_{0};
+  // Only this worker's thread performs I/O on its sockets and timers, so the reactor's per-
+  // descriptor locking is off; posts from other threads (drain, stop) still lock the scheduler.
+  // Declared last, so destroyed first: coroutine frames still suspended in it at exit (a drain
+  // timeout) are destroyed while the members they use (sessions_, header_blocks_,
+  // metrics_cache_) are alive. Objects holding sockets (acceptors_, upstreams_) are cleared
+  // before, in ~Worker.
+  asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
 };
 
 }  // namespace infergate::proxy

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A/B of infergate builds on the HTTP/1.1 point of dataplane.py (same backend, load and taskset
+"""A/B of infergate builds on the HTTP/1.1 (or h2c) point of dataplane.py (same backend, load and taskset
 layout), for measuring one data-path change at a time.
 
 Each binary (and haproxy with --haproxy, as a yardstick) proxies the same 4-port nginx backend;
@@ -7,6 +7,7 @@ the runs are interleaved (A, B, ..., A, B, ...) and each prints its CPU µs per 
 into user and kernel time. Standard library only; uses dataplane.py's helpers.
 
   bench/e2e/ab.py /tmp/infergate-before build/release/proxy/infergate --haproxy
+  bench/e2e/ab.py --h2c /tmp/infergate-before build/release/proxy/infergate   # the h2c point
 """
 
 import argparse
@@ -24,10 +25,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("binaries", nargs="+", help="infergate binaries to compare")
     ap.add_argument("--haproxy", action="store_true", help="also run haproxy (leastconn)")
+    ap.add_argument("--h2c", action="store_true",
+                    help="the h2c point (h2load -c8 -m8) instead of HTTP/1.1 (wrk -c64)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration", type=int, default=4, help="seconds per run")
     a = ap.parse_args()
-    miss = [t for t in ("nginx", "wrk", "taskset") + (("haproxy",) if a.haproxy else ())
+    miss = [t for t in ("nginx", "h2load" if a.h2c else "wrk", "taskset") +
+            (("haproxy",) if a.haproxy else ())
             if not dp.shutil.which(t)]
     if miss:
         print(f"missing: {', '.join(miss)} (scripts/install-deps.sh installs them)")
@@ -64,13 +68,22 @@ def main():
         with open(lua, "w") as f:
             f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                     f"wrk.body = {json.dumps(dp.chat_request_body())}\n")
+        body_file = f"{work}/request.json"
+        with open(body_file, "w") as f:
+            f.write(dp.chat_request_body())
+
+        def load(port, seconds):
+            if a.h2c:
+                return dp.run_h2load(port, body_file, seconds, gen_cpu)
+            return dp.run_wrk(port, lua, 64, seconds, gen_cpu)
+
         res = {name: [] for name, _, _ in targets}
         for r in range(a.runs):
             for name, port, p in targets:
-                dp.run_wrk(port, lua, 64, 1, gen_cpu)  # warm-up
+                load(port, 1)  # warm-up
                 pids = dp.tree_pids(p.pid)
                 c0, t0 = dp.cpu_ns(pids), dp.user_sys_ticks(pids)
-                w = dp.run_wrk(port, lua, 64, a.duration, gen_cpu)
+                w = load(port, a.duration)
                 c1, t1 = dp.cpu_ns(pids), dp.user_sys_ticks(pids)
                 if not w["requests"]:
                     print(f"{name}: no requests served ({w['raw'][-300:]})")

@@ -228,6 +228,7 @@ class ProxyTest(GatewayTestCase):
         self.assertEqual(res.status, 200, str(res))
         rid = self.last_upstream()["headers"].get("x-request-id", "")
         self.assertTrue(rid, "no x-request-id upstream")
+        self.assertRegex(rid, r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
         self.assertEqual(res.headers.get("x-request-id"), rid)
         res2 = curl(self.gw.url("/v1/completions"), body=completion("alias"))
         self.assertNotEqual(res2.headers.get("x-request-id"), rid, "request ids repeat")
