@@ -24,7 +24,7 @@ FROM debian:bookworm-slim AS runtime
 # Boost (Asio/Beast) is header-only: no libboost at run time.
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
       libstdc++6 libfmt9 libyaml-cpp0.7 libsimdjson14 libprometheus-cpp-core1.0 \
-      libssl3 libnghttp2-14 libxxhash0 ca-certificates curl \
+      libssl3 libnghttp2-14 libxxhash0 libtcmalloc-minimal4 ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 infergate \
     && useradd --system --uid 10001 --gid infergate --no-create-home --shell /usr/sbin/nologin infergate

@@ -9,6 +9,8 @@ PACKAGES=(
   # libraries (see DEVELOPERS.md: checked to build together with g++ 12 in C++20)
   libboost1.81-dev libnghttp2-dev libssl-dev libsimdjson-dev prometheus-cpp-dev
   libyaml-cpp-dev libfmt-dev doctest-dev libxxhash-dev libbenchmark-dev
+  # infergate's malloc (INFERGATE_TCMALLOC; the runtime library is all the build needs)
+  libtcmalloc-minimal4
   # real clients used by the integration tests
   curl python3 procps openssl
   # HTTP/2 clients of the integration tests (nghttp, h2load)
