@@ -7,12 +7,14 @@
 #include <charconv>
 #include <cstring>
 #include <optional>
+#include <type_traits>
 
 #include "common/log.h"
 #include "proxy/block_pool.h"
 #include "proxy/errors.h"
 #include "proxy/openai_body.h"
 #include "proxy/pipeline.h"
+#include "proxy/socket_io.h"
 #include "proxy/worker.h"
 
 namespace infergate::proxy {
@@ -411,29 +413,30 @@ bool Http2Session::submit_head(Stream& s, int status, const HeaderList& headers,
                                std::optional<uint64_t> content_length, bool end_stream) {
   if (s.head_sent) return false;
   s.head_sent = true;
-  std::vector<std::string> names;  // lower-cased copies (HTTP/2 field names are lower case)
-  names.reserve(headers.size());
+  // The field names lower-cased (HTTP/2 field names are lower case), one after another in one
+  // string (reserved up front: the views into it stay valid). nghttp2 copies them all.
+  std::string names;
+  size_t names_size = 0;
+  for (const auto& [name, value] : headers) names_size += name.size();
+  names.reserve(names_size);
   const std::string status_text = std::to_string(status);
   const std::string length_text = content_length ? std::to_string(*content_length) : "";
   std::vector<nghttp2_nv> nva;
   nva.reserve(headers.size() + 2);
-  auto add = [&](std::string_view n, std::string_view v) {
+  auto add = [&](std::string_view n, std::string_view v, uint8_t flags = NGHTTP2_NV_FLAG_NONE) {
     nva.push_back(nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
                              reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(),
-                             v.size(), NGHTTP2_NV_FLAG_NONE});
+                             v.size(), flags});
   };
   add(":status", status_text);
   for (const auto& [name, value] : headers) {
     if (is_connection_specific(name)) continue;
-    std::string lower(name);
-    std::transform(lower.begin(), lower.end(), lower.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    names.push_back(std::move(lower));
-  }
-  size_t k = 0;
-  for (const auto& [name, value] : headers) {
-    if (is_connection_specific(name)) continue;
-    add(names[k++], value);
+    const size_t at = names.size();
+    for (const char c : name)
+      names.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+    const std::string_view lower(names.data() + at, name.size());
+    // A request id is new on every response: indexing it would only churn the HPACK table.
+    add(lower, value, lower == "x-request-id" ? NGHTTP2_NV_FLAG_NO_INDEX : NGHTTP2_NV_FLAG_NONE);
   }
   if (content_length) add("content-length", length_text);
   nghttp2_data_provider prd{};
@@ -550,9 +553,22 @@ awaitable<void> h2_write_loop(Http2Session* session, Stream* stream, asio::stead
       if (!ec && session->open_streams() == 0) session->shutdown(true);
       continue;
     }
-    beast::get_lowest_layer(*stream).expires_after(idle_timeout);
-    auto [ec, n] = co_await asio::async_write(*stream, asio::buffer(out), kNoThrow);
-    if (ec) co_return;
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      // Plain TCP: at once when the socket takes it all (no timer, no operation), else the
+      // rest under the idle timeout.
+      error_code ec;
+      const size_t sent = send_now(stream->socket(), asio::buffer(out), ec);
+      if (ec) co_return;
+      if (sent == out.size()) continue;
+      stream->expires_after(idle_timeout);
+      auto [wec, n] = co_await asio::async_write(
+          *stream, asio::buffer(out.data() + sent, out.size() - sent), kNoThrow);
+      if (wec) co_return;
+    } else {
+      beast::get_lowest_layer(*stream).expires_after(idle_timeout);
+      auto [ec, n] = co_await asio::async_write(*stream, asio::buffer(out), kNoThrow);
+      if (ec) co_return;
+    }
   }
 }
 
