@@ -204,12 +204,14 @@ awaitable<void> watch_client(Stream* stream, ClientBuffer* buffer, size_t limit)
 // calling back.
 struct ClientWatch {
   ClientWatch(Worker& w, Worker::SessionEntry& e, tcp::socket& s, ClientBuffer& b)
-      : worker(w), entry(e), socket(s), buffer(b), anchor(s, &ClientWatch::fired, this) {}
+      : worker(w),
+        entry(e),
+        socket(s),
+        buffer(b),
+        anchor(s, &ClientWatch::fired, this),
+        close_check(&ClientWatch::check_close, this) {}
   ClientWatch(const ClientWatch&) = delete;
   ClientWatch& operator=(const ClientWatch&) = delete;
-  ~ClientWatch() {
-    if (entry.close_check_context == this) entry.close_check = nullptr;
-  }
   Worker& worker;
   Worker::SessionEntry& entry;
   tcp::socket& socket;
@@ -218,6 +220,7 @@ struct ClientWatch {
   bool active = false;  // a request is being proxied
   bool gone = false;    // the client closed or reset during the exchange
   ReadAnchor anchor;
+  CloseCheck close_check;
 
   // Queues the wait if none is pending. `drained`: the socket was just read empty, in this
   // handler (ReadAnchor::arm); a close may have come with those bytes, so the close check is
@@ -225,7 +228,7 @@ struct ClientWatch {
   void arm(bool drained) {
     if (gone || buffer.size() >= limit) return;
     anchor.arm(drained);
-    if (drained) worker.schedule_close_check(entry, &ClientWatch::check_close, this);
+    if (drained) worker.close_checks().schedule(close_check);
   }
 
   // The client closed or reset.

@@ -314,17 +314,29 @@ bool feed_response(ResponseParser& parser, beast::flat_buffer& buffer, bool head
 // partial_message after some.
 // When the socket is known to be empty (conn->drained) it first waits for readiness, queued
 // behind the connection's anchor (no syscall: a speculative read would fail with EAGAIN on
-// nearly every response), then reads at once. Otherwise it reads first: after a read that
-// returned less than it asked for, the socket holds no more data, but the server's close may
-// have come with the data (no further readiness event would report it), so the next read of
-// the same response tries first. The wait is under the connection's deadline (armed by the
-// caller); its expiry reads as beast::error::timeout.
+// nearly every response), then reads at once. After a read that returned less than it asked
+// for the socket holds no more data, but the server's close may have come with it, and no
+// readiness event would report that. Where the close is the end of the body (close-delimited,
+// or the header is not complete yet) the next read therefore tries first; where the body has
+// its own framing (Content-Length, chunked: SSE streams) a close there is an error, so the
+// next read waits (no EAGAIN per streamed event) and the worker's close check looks at the
+// socket (UpstreamConnection::check_close: within 100 ms, then at most once a second while the
+// response lasts). The wait is under the connection's deadline (armed by the caller); its
+// expiry reads as beast::error::timeout.
 awaitable<error_code> read_response_bytes(UpstreamConnection* conn, ResponseParser& parser) {
   auto& socket = conn->stream.socket();
+  if (conn->short_read) {
+    conn->short_read = false;
+    if (parser.is_header_done() && !parser.need_eof()) {
+      conn->drained = true;
+      conn->close_checks->schedule(conn->close_check);
+    }
+  }
   for (;;) {
-    if (conn->drained) {
+    if (conn->drained && !conn->peer_closed) {
       auto [wec] = co_await socket.async_wait(tcp::socket::wait_read, kNoThrow);
-      if (wec) co_return conn->deadline.expired() ? error_code(beast::error::timeout) : wec;
+      if (wec && !conn->peer_closed)
+        co_return conn->deadline.expired() ? error_code(beast::error::timeout) : wec;
     }
     const size_t room = std::max<size_t>(conn->buffer.capacity() - conn->buffer.size(), 4096);
     bool empty = false;
@@ -334,12 +346,14 @@ awaitable<error_code> read_response_bytes(UpstreamConnection* conn, ResponsePars
       // Keep the anchor queued (the connection may go back to the pool after this read).
       if (empty) conn->anchor.arm(true);
       conn->drained = false;
+      conn->short_read = empty;
       co_return error_code{};
     }
     if (ec) co_return ec;
     if (n < 0) {  // EAGAIN: empty, and not closed; wait
       conn->anchor.arm(true);
       conn->drained = true;
+      conn->peer_closed = false;
       continue;
     }
     // The end of the stream.
@@ -361,7 +375,8 @@ awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep, const s
     auto conn = round == 0 ? pool.take() : nullptr;
     const bool reused = conn != nullptr;
     if (!conn) {
-      conn = std::make_unique<UpstreamConnection>(worker->io().get_executor());
+      conn = std::make_unique<UpstreamConnection>(worker->io().get_executor(),
+                                                  &worker->close_checks());
       const auto ec = co_await connect_upstream(worker, &pool, &where, conn.get(),
                                                 limits->upstream_connect_timeout);
       if (ec) {

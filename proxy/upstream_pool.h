@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "proxy/asio.h"
+#include "proxy/close_check.h"
 #include "proxy/h2_upstream.h"
 #include "proxy/lazy_deadline.h"
 #include "proxy/read_anchor.h"
@@ -24,14 +25,17 @@ struct UpstreamConnection {
   // Beast sizes each read by the buffer's free capacity (at least 512 bytes): reserving up front
   // reads a typical response (head and body) in one call instead of 512-byte pieces.
   static constexpr size_t kReadBuffer = 16 * 1024;
-  explicit UpstreamConnection(asio::any_io_executor ex)
+  // `checks`: the worker's list, for a close that came with the data of a short read.
+  UpstreamConnection(asio::any_io_executor ex, CloseCheckList* checks)
       : stream(ex),
         deadline(ex,
                  [this] {
                    error_code ignored;
                    stream.socket().cancel(ignored);
                  }),
-        anchor(stream.socket(), &UpstreamConnection::anchor_fired, this) {
+        anchor(stream.socket(), &UpstreamConnection::anchor_fired, this),
+        close_checks(checks),
+        close_check(&UpstreamConnection::check_close, this) {
     buffer.reserve(kReadBuffer);
   }
   UpstreamConnection(const UpstreamConnection&) = delete;
@@ -47,10 +51,45 @@ struct UpstreamConnection {
   // The socket is known to hold nothing: the next read waits for readiness first (pipeline.cpp,
   // read_response_bytes). True for a new connection and for one whose response ended.
   bool drained = true;
-  bool pooled = false;  // idle in the pool
-  bool dead = false;    // closed while idle
+  // The last read returned less than it asked for: nothing more is buffered, but a close may
+  // have come with those bytes.
+  bool short_read = false;
+  bool peer_closed = false;  // the close check found the server's close or reset
+  bool pooled = false;       // idle in the pool
+  bool dead = false;         // closed while idle
+  CloseCheckList* close_checks;
+  CloseCheck close_check;
+  std::chrono::steady_clock::time_point next_peek{};
 
  private:
+  // Within a response, after a short read: a close of the server's that came with the data has
+  // no event of its own. A close found wakes the response's pending wait (which then reads
+  // the end). A server's close rarely shares a segment with its data, so one connection is
+  // peeked at most once per kPeekEvery (the check stays linked, at no syscall, in between):
+  // a long stream costs one peek a second, not one per event.
+  static constexpr std::chrono::seconds kPeekEvery{1};
+  static void check_close(void* self) {
+    auto* c = static_cast<UpstreamConnection*>(self);
+    if (c->pooled) return;  // the anchor watches idle connections
+    const auto now = std::chrono::steady_clock::now();
+    if (now < c->next_peek) {
+      c->close_checks->schedule(c->close_check);
+      return;
+    }
+    c->next_peek = now + kPeekEvery;
+    char byte;
+    const ssize_t n = ::recv(c->stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) return;
+    c->peer_closed = true;
+    error_code ignored;
+    if (c->pooled) {
+      c->dead = true;
+      c->stream.socket().close(ignored);
+      return;
+    }
+    c->stream.socket().cancel(ignored);
+  }
+
   // Idle: the server closed (or sent something unasked): the connection is of no further use.
   // A wake-up with nothing to read re-arms (the socket was just found empty). In use, the
   // response's reader takes the bytes.
@@ -93,6 +132,8 @@ class UpstreamPool {
     // The response ended with the last read. A close of the server's that came with it went
     // unreported; writing the next request then draws a reset, which completes the wait.
     c->drained = true;
+    c->short_read = false;
+    c->close_check.unlink();
     c->anchor.arm(false);  // usually pending already (armed by the last read)
     idle_.push_back(std::move(c));
   }

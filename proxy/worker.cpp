@@ -351,13 +351,11 @@ Worker::SessionHandle Worker::register_session() {
   return std::prev(sessions_.end());
 }
 
-void Worker::schedule_close_check(SessionEntry& entry, void (*check)(void*), void* context) {
-  entry.close_check = check;
-  entry.close_check_context = context;
-  if (!close_checker_running_) {
-    close_checker_running_ = true;
-    asio::co_spawn(io_, close_check_loop(this), asio::detached);
-  }
+void Worker::start_close_checks(void* self) {
+  auto* w = static_cast<Worker*>(self);
+  if (w->close_checker_running_) return;
+  w->close_checker_running_ = true;
+  asio::co_spawn(w->io_, close_check_loop(w), asio::detached);
 }
 
 awaitable<void> Worker::close_check_loop(Worker* self) {
@@ -366,14 +364,7 @@ awaitable<void> Worker::close_check_loop(Worker* self) {
   for (;;) {
     tick.expires_after(kCloseCheckInterval);
     co_await tick.async_wait(kNoThrow);
-    bool any = false;
-    for (auto& s : self->sessions_) {
-      if (s.close_check == nullptr) continue;
-      const auto check = std::exchange(s.close_check, nullptr);
-      check(s.close_check_context);
-      any = true;
-    }
-    if (!any) break;
+    if (self->close_checks_.run() == 0 && self->close_checks_.empty()) break;
   }
   self->close_checker_running_ = false;
 }

@@ -16,6 +16,7 @@
 #include "metrics/gateway_metrics.h"
 #include "proxy/asio.h"
 #include "proxy/block_pool.h"
+#include "proxy/close_check.h"
 #include "proxy/gateway_context.h"
 #include "proxy/tls_context.h"
 #include "proxy/upstream_pool.h"
@@ -82,18 +83,13 @@ class Worker {
     // Bound to the connection's coroutine: emitting it cancels the operation the connection is
     // waiting on (the HTTP/1.1 client watcher uses it when the client goes away mid-request).
     asio::cancellation_signal cancel;
-    // Set (schedule_close_check) by a plain HTTP/1.1 session whose client may have closed with
-    // no event left to report it: a close that came together with the request (ReadAnchor).
-    void (*close_check)(void* context) = nullptr;
-    void* close_check_context = nullptr;
   };
   using SessionHandle = std::list<SessionEntry>::iterator;
   SessionHandle register_session();
   void unregister_session(SessionHandle h);
-  // Calls check(context) once, within kCloseCheckInterval, unless the entry's close_check is
-  // reset before. One pass over the sessions serves every connection that asked meanwhile, so
-  // a connection costs at most one check per interval however many requests it carries.
-  void schedule_close_check(SessionEntry& entry, void (*check)(void*), void* context);
+  // Connections whose peer may have closed unseen (proxy/close_check.h): each linked check is
+  // called once within kCloseCheckInterval.
+  CloseCheckList& close_checks() { return close_checks_; }
   static constexpr std::chrono::milliseconds kCloseCheckInterval{100};
 
  private:
@@ -105,6 +101,7 @@ class Worker {
                                           SessionEntry* entry);
   static awaitable<void> flow_dispatch_loop(Worker* self);
   static awaitable<void> close_check_loop(Worker* self);
+  static void start_close_checks(void* self);
   // Wakes the waiters a pool can take now; expires the old ones.
   void dispatch_flow(const std::string& pool_key);
 
@@ -116,6 +113,8 @@ class Worker {
 
   GatewayContext& context_;
   unsigned index_;
+  // Before everything that holds connections (destroyed after them).
+  CloseCheckList close_checks_{&Worker::start_close_checks, this};
   std::thread thread_;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
   std::vector<std::shared_ptr<TlsContextHolder>> acceptor_tls_;

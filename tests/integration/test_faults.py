@@ -202,6 +202,25 @@ class MidStreamFailureTest(GatewayTestCase):
         finally:
             s.close()
 
+    def test_stream_cut_with_its_last_event_ends_at_once(self):
+        # A chunked event stream whose server closes right after two events, the close in the
+        # same segment as the data (TCP_CORK): no readiness event is left to report it. The
+        # client must see the truncated stream within the close check's interval, not after
+        # upstreamIdleTimeout (5s).
+        events = (b'data: {"id":"1","object":"chat.completion.chunk","model":"m","choices":[]}\n\n'
+                  b'data: {"id":"1","object":"chat.completion.chunk","model":"m","choices":[]}\n\n')
+        response = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n"
+                    + f"{len(events):x}\r\n".encode() + events + b"\r\n")  # no last chunk
+        up = self.resource(FakeUpstream("script", response=response, cork=True))
+        gw = self.gateway(one_pool([endpoint("fake", up.address)], scrape=False))
+        res = curl_stream(gw.url("/v1/chat/completions"), chat("m", stream=True), timeout=20)
+        self.assertEqual(res.status, 200, str(res))
+        self.assertNotEqual(res.rc, 0, f"curl saw a complete response: {res}")
+        self.assertFalse(res.done())
+        self.assertEqual(len(res.data()), 2, str(res))
+        self.assertLess(res.elapsed, 2.0, "the upstream's close was not noticed")
+
     def test_upstream_dying_mid_stream(self):
         # Both endpoints die after 3 events: the request must not be retried once bytes
         # reached the client (SPEC §4), so exactly one pod sees it.
