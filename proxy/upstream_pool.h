@@ -125,7 +125,8 @@ class UpstreamPool {
   // Keeps `c` for reuse if there is room, else closes it.
   void give_back(std::unique_ptr<UpstreamConnection> c, size_t max_idle) {
     if (idle_.size() >= max_idle) std::erase_if(idle_, [](const auto& i) { return i->dead; });
-    if (idle_.size() >= max_idle || c->buffer.size() != 0) return;  // destructor closes it
+    if (idle_.size() >= max_idle || c->buffer.size() != 0 || c->peer_closed)
+      return;  // destructor closes it
     c->stream.expires_never();
     c->deadline.disarm();
     c->pooled = true;
