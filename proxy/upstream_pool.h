@@ -82,11 +82,6 @@ struct UpstreamConnection {
     if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) return;
     c->peer_closed = true;
     error_code ignored;
-    if (c->pooled) {
-      c->dead = true;
-      c->stream.socket().close(ignored);
-      return;
-    }
     c->stream.socket().cancel(ignored);
   }
 
@@ -98,8 +93,8 @@ struct UpstreamConnection {
     if (!c->pooled || ec) return;
     char byte;
     const ssize_t n = ::recv(c->stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      c->anchor.arm(true);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      c->anchor.arm(errno != EINTR);  // interrupted: the state is unknown, re-arm with the check
       return;
     }
     c->dead = true;
