@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "proxy/errors.h"
 #include "proxy/exchange.h"
+#include "proxy/feed_parser.h"
 #include "proxy/lazy_deadline.h"
 #include "proxy/openai_body.h"
 #include "proxy/pipeline.h"
@@ -257,10 +258,7 @@ struct ClientWatch {
 
   static void check_close(void* self) {
     auto* w = static_cast<ClientWatch*>(self);
-    char byte;
-    const ssize_t n = ::recv(w->socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) return;
-    w->client_gone();
+    if (peek_now(w->socket) == PeekResult::kClosed) w->client_gone();
   }
 };
 
@@ -307,24 +305,22 @@ awaitable<error_code> read_request_part(Stream* stream, ClientBuffer* buffer, Re
   co_return ec;
 }
 
-// Feeds the parser what the buffer already holds, without I/O: the header only, or through the
-// end of the body. True when that part is complete; false when more input is needed or on a
-// parse error (`ec`). Usually the whole request arrived with its first read, so no read
-// operation (nor its deadline timer) is started at all.
-bool parse_buffered(RequestParser& parser, ClientBuffer& buffer, bool header_only, error_code& ec) {
-  parser.eager(!header_only);
-  const auto complete = [&] { return header_only ? parser.is_header_done() : parser.is_done(); };
-  while (!complete() && buffer.size() > 0) {
-    const size_t n = parser.put(buffer.data(), ec);
-    buffer.consume(n);
-    if (ec == http::error::need_more) {
-      ec = {};
-      return false;
-    }
-    if (ec) return false;
-    if (n == 0) break;
-  }
-  return complete();
+// The answer to a request that could not be read (`body`: while reading its body), or none when
+// the client just went away (closed, reset, or the read was cancelled).
+std::optional<GatewayError> unreadable_request_answer(const error_code& ec, bool body,
+                                                      const config::LimitsConfig& limits) {
+  // Beast checks an announced Content-Length against the limit with the headers.
+  if (ec == http::error::body_limit)
+    return GatewayError::payload_too_large(limits.max_request_body_bytes);
+  if (ec == http::error::header_limit)
+    return GatewayError::headers_too_large(limits.max_request_header_bytes);
+  if (ec == beast::error::timeout) return GatewayError::request_timeout();
+  if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
+      ec == asio::error::eof || ec == asio::error::connection_reset ||
+      ec == asio::error::operation_aborted)
+    return std::nullopt;
+  return GatewayError::bad_request(
+      fmt::format("malformed HTTP request{}: {}", body ? " body" : "", ec.message()));
 }
 
 // How an exchange left the connection.
@@ -333,6 +329,18 @@ enum class ExchangeEnd {
   kClose,        // close now
   kLingerClose,  // answered before reading everything the client sent: lingering close
 };
+
+// A request that cannot be read, or is refused before it is read whole: answered (`answer`),
+// then the connection closes with a lingering close (client bytes are left unread); no answer
+// when the client just went away.
+template <typename Stream>
+awaitable<ExchangeEnd> refuse_request(Stream* stream, Worker* worker, LazyDeadline* deadline,
+                                      std::optional<GatewayError> answer, unsigned version,
+                                      std::chrono::milliseconds timeout) {
+  if (!answer) co_return ExchangeEnd::kClose;
+  co_await reply_and_close(stream, worker, deadline, *answer, version, timeout);
+  co_return ExchangeEnd::kLingerClose;
+}
 
 // One request on the connection, from its first bytes (in `buffer`) to the end of the response.
 // Its own coroutine, so that the per-exchange state (parser, header arena, request, response
@@ -343,8 +351,6 @@ awaitable<ExchangeEnd> run_exchange(Worker* worker, Stream& stream, ClientBuffer
                                     const std::string& client_address, bool tls,
                                     const config::LimitsConfig& limits) {
   co_await asio::this_coro::throw_if_cancelled(false);
-  bool linger = false;  // an early error left client bytes unread
-
   // The exchange's header fields (request and upstream response) live in an arena whose
   // first block comes from the worker's pool; it outlives the parser and the request.
   std::pmr::monotonic_buffer_resource arena(BlockPool::kArenaInitialSize, &worker->header_blocks());
@@ -353,76 +359,37 @@ awaitable<ExchangeEnd> run_exchange(Worker* worker, Stream& stream, ClientBuffer
   parser.header_limit(limits.max_request_header_bytes);
   parser.body_limit(limits.max_request_body_bytes);
   error_code hec;
-  if (!parse_buffered(parser, buffer, true, hec) && !hec)
+  if (!feed_parser(parser, buffer, true, hec) && !hec)
     hec = co_await read_request_part(&stream, &buffer, &parser, true, limits.header_timeout);
   if (hec) {
-    if (hec == http::error::body_limit) {
-      // The announced Content-Length is over the limit (Beast checks it with the headers).
-      linger = true;
-      co_await reply_and_close(&stream, worker, deadline,
-                               GatewayError::payload_too_large(limits.max_request_body_bytes),
-                               parser.get().version(), limits.idle_timeout);
-    } else if (hec == http::error::header_limit) {
-      linger = true;
-      co_await reply_and_close(&stream, worker, deadline,
-                               GatewayError::headers_too_large(limits.max_request_header_bytes), 11,
-                               limits.idle_timeout);
-    } else if (hec == beast::error::timeout) {
-      linger = true;
-      co_await reply_and_close(&stream, worker, deadline, GatewayError::request_timeout(), 11,
-                               limits.idle_timeout);
-    } else if (hec != http::error::end_of_stream && hec != asio::error::eof &&
-               hec != asio::error::connection_reset && hec != asio::error::operation_aborted) {
-      linger = true;
-      co_await reply_and_close(
-          &stream, worker, deadline,
-          GatewayError::bad_request(fmt::format("malformed HTTP request: {}", hec.message())), 11,
-          limits.idle_timeout);
-    }
-    co_return linger ? ExchangeEnd::kLingerClose : ExchangeEnd::kClose;
+    // The version is known for a body over the limit (found with the headers); else 1.1.
+    co_return co_await refuse_request(
+        &stream, worker, deadline, unreadable_request_answer(hec, false, limits),
+        hec == http::error::body_limit ? parser.get().version() : 11, limits.idle_timeout);
   }
   const unsigned version = parser.get().version();
-  if (const auto cl = parser.content_length(); cl && *cl > limits.max_request_body_bytes) {
-    linger = true;
-    co_await reply_and_close(&stream, worker, deadline,
-                             GatewayError::payload_too_large(limits.max_request_body_bytes),
-                             version, limits.idle_timeout);
-    co_return linger ? ExchangeEnd::kLingerClose : ExchangeEnd::kClose;
-  }
+  if (const auto cl = parser.content_length(); cl && *cl > limits.max_request_body_bytes)
+    co_return co_await refuse_request(
+        &stream, worker, deadline, GatewayError::payload_too_large(limits.max_request_body_bytes),
+        version, limits.idle_timeout);
   if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     tcp_of(stream).expires_after(limits.idle_timeout);
     auto [cec, cn] = co_await asio::async_write(
         stream, asio::buffer(kContinue.data(), kContinue.size()), kNoThrow);
-    if (cec) co_return linger ? ExchangeEnd::kLingerClose : ExchangeEnd::kClose;
+    if (cec) co_return ExchangeEnd::kClose;
   }
   if (!parser.is_done()) {
     // Room for simdjson's padding up front, so parsing the body does not copy it.
     if (const auto cl = parser.content_length())
       parser.get().body().reserve(static_cast<size_t>(*cl) + kJsonPadding);
     error_code bec;
-    if (!parse_buffered(parser, buffer, false, bec) && !bec)
+    if (!feed_parser(parser, buffer, false, bec) && !bec)
       bec = co_await read_request_part(&stream, &buffer, &parser, false, limits.body_timeout);
-    if (bec) {
-      if (bec == http::error::body_limit) {
-        linger = true;
-        co_await reply_and_close(&stream, worker, deadline,
-                                 GatewayError::payload_too_large(limits.max_request_body_bytes),
-                                 version, limits.idle_timeout);
-      } else if (bec == beast::error::timeout) {
-        linger = true;
-        co_await reply_and_close(&stream, worker, deadline, GatewayError::request_timeout(),
-                                 version, limits.idle_timeout);
-      } else if (bec != http::error::end_of_stream && bec != asio::error::eof &&
-                 bec != http::error::partial_message && bec != asio::error::connection_reset) {
-        linger = true;
-        co_await reply_and_close(&stream, worker, deadline,
-                                 GatewayError::bad_request(
-                                     fmt::format("malformed HTTP request body: {}", bec.message())),
-                                 version, limits.idle_timeout);
-      }
-      co_return linger ? ExchangeEnd::kLingerClose : ExchangeEnd::kClose;
-    }
+    if (bec)
+      co_return co_await refuse_request(&stream, worker, deadline,
+                                        unreadable_request_answer(bec, true, limits), version,
+                                        limits.idle_timeout);
   }
   tcp_of(stream).expires_never();
 
@@ -443,7 +410,7 @@ awaitable<ExchangeEnd> run_exchange(Worker* worker, Stream& stream, ClientBuffer
     watch->active = false;
     if (watch->gone) {
       log::debug("client {} went away mid-request", client_address);
-      co_return linger ? ExchangeEnd::kLingerClose : ExchangeEnd::kClose;
+      co_return ExchangeEnd::kClose;
     }
   } else {
     // TLS: bytes must go through the TLS stream, so the watcher is a read on it, run
@@ -453,7 +420,7 @@ awaitable<ExchangeEnd> run_exchange(Worker* worker, Stream& stream, ClientBuffer
                                    watch_client(&stream, &buffer, limits.max_request_header_bytes));
     if (outcome.index() == 1) {
       log::debug("client {} went away mid-request", client_address);
-      co_return linger ? ExchangeEnd::kLingerClose : ExchangeEnd::kClose;
+      co_return ExchangeEnd::kClose;
     }
   }
   if (!downstream.reusable() || worker->context().draining.load()) co_return ExchangeEnd::kClose;

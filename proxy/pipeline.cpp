@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "proxy/errors.h"
+#include "proxy/feed_parser.h"
 #include "proxy/lazy_deadline.h"
 #include "proxy/openai_body.h"
 #include "proxy/scraper.h"
@@ -280,35 +281,6 @@ bool is_reset(const error_code& ec) {
          ec == asio::error::connection_aborted || ec == http::error::partial_message;
 }
 
-// The upstream response is parsed straight from the connection's buffer (Beast's parser,
-// without its composed read operations): one read per loop at most, none when the bytes are
-// already there (a response body usually arrives with its header).
-
-// Feeds the parser what the buffer holds: up to the end of the header (header_only), else as
-// much body as fits the parser's body buffer. Returns true when the goal is reached (header
-// done; or the message done or the body buffer full); false when more input is needed or on
-// a parse error (`ec`).
-bool feed_response(ResponseParser& parser, beast::flat_buffer& buffer, bool header_only,
-                   error_code& ec) {
-  parser.eager(!header_only);
-  while (buffer.size() > 0) {
-    const size_t n = parser.put(buffer.data(), ec);
-    buffer.consume(n);
-    if (ec == http::error::need_more) {
-      ec = {};
-      return false;
-    }
-    if (ec == http::error::need_buffer) {  // the body buffer is full
-      ec = {};
-      return !header_only || parser.is_header_done();
-    }
-    if (ec) return false;
-    if (header_only ? parser.is_header_done() : parser.is_done()) return true;
-    if (n == 0) return false;
-  }
-  return header_only ? parser.is_header_done() : parser.is_done();
-}
-
 // One read from the upstream into its buffer. The end of the stream ends a close-delimited
 // body (parser done), or is an error: end_of_stream before any byte of the response,
 // partial_message after some.
@@ -422,7 +394,7 @@ awaitable<Attempt> attempt_endpoint(Worker* worker, EndpointRuntime* ep, const s
       (*parser)->header_limit(kUpstreamHeaderLimit);
       (*parser)->body_limit(std::numeric_limits<uint64_t>::max());
       error_code rec;
-      while (!feed_response(**parser, conn->buffer, true, rec) && !rec) {
+      while (!feed_parser(**parser, conn->buffer, true, rec) && !rec) {
         rec = co_await read_response_bytes(conn.get(), **parser);
       }
       if (rec) {
@@ -540,7 +512,7 @@ awaitable<ReadResult> read_upstream_body(UpstreamBody* up, char* buf, size_t cap
   body.more = true;
   error_code ec;
   // Bytes already buffered first; read only when they produced nothing.
-  while (!feed_response(*up->parser, up->conn->buffer, false, ec) && !ec && body.size == cap) {
+  while (!feed_parser(*up->parser, up->conn->buffer, false, ec) && !ec && body.size == cap) {
     up->conn->deadline.arm_for(timeout);
     ec = co_await read_response_bytes(up->conn, *up->parser);
     up->conn->deadline.disarm();

@@ -78,4 +78,18 @@ ssize_t recv_now(tcp::socket& socket, DynamicBuffer& buffer, size_t room, bool& 
   }
 }
 
+// What a socket holds, by a peek (MSG_PEEK: nothing is consumed): data, nothing yet, or its
+// peer's close or reset. For a close that no readiness event reports (ReadAnchor).
+enum class PeekResult { kData, kEmpty, kClosed };
+inline PeekResult peek_now(tcp::socket& socket) {
+  char byte;
+  for (;;) {
+    const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) return PeekResult::kData;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return PeekResult::kEmpty;
+    return PeekResult::kClosed;
+  }
+}
+
 }  // namespace infergate::proxy

@@ -6,9 +6,6 @@
 // the response queues behind the anchor without a syscall. A connection whose close still went
 // unnoticed is detected on use and the request is retried on a fresh one (pipeline.cpp).
 
-#include <sys/socket.h>
-
-#include <cerrno>
 #include <chrono>
 #include <memory>
 #include <vector>
@@ -18,6 +15,7 @@
 #include "proxy/h2_upstream.h"
 #include "proxy/lazy_deadline.h"
 #include "proxy/read_anchor.h"
+#include "proxy/socket_io.h"
 
 namespace infergate::proxy {
 
@@ -54,9 +52,10 @@ struct UpstreamConnection {
   // The last read returned less than it asked for: nothing more is buffered, but a close may
   // have come with those bytes.
   bool short_read = false;
-  bool peer_closed = false;  // the close check found the server's close or reset
-  bool pooled = false;       // idle in the pool
-  bool dead = false;         // closed while idle
+  // The server closed or reset it (found by the close check, or by the anchor while idle): of
+  // no further use once the current response is read.
+  bool peer_closed = false;
+  bool pooled = false;  // idle in the pool
   CloseCheckList* close_checks;
   CloseCheck close_check;
   std::chrono::steady_clock::time_point next_peek{};
@@ -77,9 +76,7 @@ struct UpstreamConnection {
       return;
     }
     c->next_peek = now + kPeekEvery;
-    char byte;
-    const ssize_t n = ::recv(c->stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) return;
+    if (peek_now(c->stream.socket()) != PeekResult::kClosed) return;
     c->peer_closed = true;
     error_code ignored;
     c->stream.socket().cancel(ignored);
@@ -91,13 +88,11 @@ struct UpstreamConnection {
   static void anchor_fired(void* self, const error_code& ec) {
     auto* c = static_cast<UpstreamConnection*>(self);
     if (!c->pooled || ec) return;
-    char byte;
-    const ssize_t n = ::recv(c->stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-      c->anchor.arm(errno != EINTR);  // interrupted: the state is unknown, re-arm with the check
+    if (peek_now(c->stream.socket()) == PeekResult::kEmpty) {
+      c->anchor.arm(true);
       return;
     }
-    c->dead = true;
+    c->peer_closed = true;
     error_code ignored;
     c->stream.socket().close(ignored);
   }
@@ -110,7 +105,7 @@ class UpstreamPool {
     while (!idle_.empty()) {
       auto c = std::move(idle_.back());
       idle_.pop_back();
-      if (c->dead) continue;  // the server closed it meanwhile
+      if (c->peer_closed) continue;  // the server closed it meanwhile
       c->pooled = false;
       return c;
     }
@@ -119,7 +114,8 @@ class UpstreamPool {
 
   // Keeps `c` for reuse if there is room, else closes it.
   void give_back(std::unique_ptr<UpstreamConnection> c, size_t max_idle) {
-    if (idle_.size() >= max_idle) std::erase_if(idle_, [](const auto& i) { return i->dead; });
+    if (idle_.size() >= max_idle)
+      std::erase_if(idle_, [](const auto& i) { return i->peer_closed; });
     if (idle_.size() >= max_idle || c->buffer.size() != 0 || c->peer_closed)
       return;  // destructor closes it
     c->stream.expires_never();

@@ -327,8 +327,8 @@ void Worker::sync_upstreams(const RuntimeState& state) {
 
 std::string Worker::new_request_id() {
   const uint64_t a = rng_.next(), b = rng_.next();
-  // UUID v4 layout, xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx (V: 8-b), written by hand: one per
-  // request, and fmt::format costs several times as much.
+  // UUID v4 layout: 8-4-4-4-12 hex digits, version digit 4, variant digit 8-b. Written by
+  // hand: one per request, and fmt::format costs several times as much.
   static constexpr std::string_view kHex = "0123456789abcdef";
   std::string id(36, '-');
   const auto put = [&id](size_t at, uint64_t v, size_t digits) {

@@ -153,11 +153,7 @@ class Stream {
           break;
         }
         case State::kChunkSize: {
-          const size_t nl = data.find('\n');
-          line_.append(data.substr(0, nl));
-          if (nl == std::string_view::npos) return;
-          data.remove_prefix(nl + 1);
-          if (!line_.empty() && line_.back() == '\r') line_.pop_back();
+          if (!take_line(data)) return;
           const std::string_view hex = std::string_view(line_).substr(0, line_.find(';'));
           uint64_t size = 0;
           const auto [p, err] = std::from_chars(hex.data(), hex.data() + hex.size(), size, 16);
@@ -187,11 +183,8 @@ class Stream {
         }
         case State::kTrailer: {
           // Trailer lines until an empty one (normally just the CRLF after "0").
-          const size_t nl = data.find('\n');
-          line_.append(data.substr(0, nl));
-          if (nl == std::string_view::npos) return;
-          data.remove_prefix(nl + 1);
-          const bool empty = line_.empty() || line_ == "\r";
+          if (!take_line(data)) return;
+          const bool empty = line_.empty();
           line_.clear();
           if (!empty) break;
           if (!done_seen_) {
@@ -269,6 +262,17 @@ class Stream {
   char buf_[16384];
   State state_ = State::kHead;
   std::string head_;
+  // Moves the bytes up to the next LF from `data` into line_ (without the CR LF); false when
+  // the line is not complete yet (what there was is kept in line_).
+  bool take_line(std::string_view& data) {
+    const size_t nl = data.find('\n');
+    line_.append(data.substr(0, nl));
+    if (nl == std::string_view::npos) return false;
+    data.remove_prefix(nl + 1);
+    if (!line_.empty() && line_.back() == '\r') line_.pop_back();
+    return true;
+  }
+
   std::string line_;
   std::string sse_line_;
   uint64_t chunk_left_ = 0;
